@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages CI's checks need. Idempotent; safe to run on a developer machine.
+set -euo pipefail
+PKGS=(
+  binaryen            # wasm-opt -Oz for the filter modules
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "installed: ${PKGS[*]}"

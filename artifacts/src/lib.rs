@@ -1,0 +1,1 @@
+//! Builds the filters and the host's conformance guests for wasm32-wasip1 and exposes their bytes.

@@ -1,0 +1,1 @@
+//! proxy-wasm glue shared by every meshward filter.

@@ -1,0 +1,27 @@
+//! meshward: the command-line entry point. Thin commands over the libraries
+//! (`meshward-host`, `meshward-manifests`, `meshward-core`); it holds no policy logic.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "meshward", version, about = "Resilience policy for Istio as proxy-wasm filters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the filters through a built-in scenario and show what happened.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo => {
+            println!("meshward demo: nothing to run yet");
+            Ok(())
+        }
+    }
+}

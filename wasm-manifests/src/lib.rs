@@ -1,0 +1,1 @@
+//! Renders the Kubernetes manifests around the meshward filters; builds and pushes their OCI images.
