@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages CI's checks need. Idempotent; safe to run on a developer machine.
 set -euo pipefail
-PKGS=(
-  binaryen            # wasm-opt -Oz for the filter modules
-)
+mapfile -t PKGS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$(dirname "$0")/packages.txt")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
