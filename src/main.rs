@@ -1,6 +1,8 @@
 //! meshward: the command-line entry point. Thin commands over the libraries
 //! (`meshward-host`, `meshward-manifests`, `meshward-core`); it holds no policy logic.
 
+mod cmd;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -14,6 +16,8 @@ struct Cli {
 enum Command {
     /// Run the filters through a built-in scenario and show what happened.
     Demo,
+    /// Validate policy files; print every problem as file:line:col: field.path: message.
+    Check(cmd::check::CheckArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -21,6 +25,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo => {
             println!("meshward demo: nothing to run yet");
+            Ok(())
+        }
+        Command::Check(args) => {
+            if !cmd::check::run(&args)? {
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

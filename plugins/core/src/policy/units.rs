@@ -1,0 +1,258 @@
+//! Value types of the policy file: `Rate` (`100/s`, `6000/min`, `10/h`, `500/10s`) and
+//! `Duration` (`250ms`, `60s`, `5m`). Parsed from and written back to their string form,
+//! validated on parse, so no code downstream sees a zero or overflowing value.
+//! Knows nothing of routes or filters.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+const NS_PER_US: u64 = 1_000;
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_S: u64 = 1_000_000_000;
+const NS_PER_MIN: u64 = 60 * NS_PER_S;
+const NS_PER_H: u64 = 60 * NS_PER_MIN;
+const NS_PER_D: u64 = 24 * NS_PER_H;
+
+/// Why a `Rate` or `Duration` string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnitError(pub(crate) String);
+
+/// A time span in nanoseconds, written `250ms`, `60s`, `5m`/`5min`, `1h`, `100us`, `10ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Duration {
+    nanos: u64,
+}
+
+impl Duration {
+    /// From nanoseconds.
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Self { nanos }
+    }
+
+    /// From milliseconds (saturating).
+    pub const fn from_millis(ms: u64) -> Self {
+        Self {
+            nanos: ms.saturating_mul(NS_PER_MS),
+        }
+    }
+
+    /// Nanoseconds.
+    pub const fn as_nanos(self) -> u64 {
+        self.nanos
+    }
+
+    /// Whole milliseconds, rounded up (what a host timer or timeout wants).
+    pub const fn as_millis_ceil(self) -> u64 {
+        self.nanos.div_ceil(NS_PER_MS)
+    }
+
+    /// As `std::time::Duration`.
+    pub const fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.nanos)
+    }
+
+    /// True for `0s`.
+    pub const fn is_zero(self) -> bool {
+        self.nanos == 0
+    }
+}
+
+fn unit_nanos(unit: &str) -> Option<u64> {
+    Some(match unit {
+        "ns" => 1,
+        "us" | "µs" => NS_PER_US,
+        "ms" => NS_PER_MS,
+        "s" | "sec" | "second" | "seconds" => NS_PER_S,
+        "m" | "min" | "minute" | "minutes" => NS_PER_MIN,
+        "h" | "hour" | "hours" => NS_PER_H,
+        "d" | "day" | "days" => NS_PER_D,
+        _ => return None,
+    })
+}
+
+fn split_number(s: &str) -> (&str, &str) {
+    let end = s
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit())
+        .map_or(s.len(), |(i, _)| i);
+    s.split_at(end)
+}
+
+impl FromStr for Duration {
+    type Err = UnitError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let (num, unit) = split_number(t);
+        if num.is_empty() || unit.is_empty() {
+            return Err(UnitError(format!(
+                "invalid duration `{s}`: expected an integer and a unit, e.g. `250ms`, `60s`, `5m`"
+            )));
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| UnitError(format!("invalid duration `{s}`: number too large")))?;
+        let per = unit_nanos(unit).ok_or_else(|| {
+            UnitError(format!(
+                "invalid duration `{s}`: unknown unit `{unit}` (use ns, us, ms, s, m, h, d)"
+            ))
+        })?;
+        let nanos = n
+            .checked_mul(per)
+            .ok_or_else(|| UnitError(format!("invalid duration `{s}`: too large")))?;
+        Ok(Self { nanos })
+    }
+}
+
+impl TryFrom<String> for Duration {
+    type Error = UnitError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Duration> for String {
+    fn from(d: Duration) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.nanos;
+        for (unit, per) in [
+            ("h", NS_PER_H),
+            ("m", NS_PER_MIN),
+            ("s", NS_PER_S),
+            ("ms", NS_PER_MS),
+            ("us", NS_PER_US),
+        ] {
+            if n != 0 && n % per == 0 {
+                return write!(f, "{}{unit}", n / per);
+            }
+        }
+        if n == 0 {
+            return write!(f, "0s");
+        }
+        write!(f, "{n}ns")
+    }
+}
+
+/// A rate: `count` events per `period`. Written `100/s`, `6000/min`, `10/h`, `1000/d`,
+/// or with a multiple of the unit, `500/10s`. Both parts are > 0 once parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Rate {
+    count: u64,
+    period_nanos: u64,
+}
+
+impl Rate {
+    /// `count` per `period`; `None` when either is zero.
+    pub fn new(count: u64, period: Duration) -> Option<Self> {
+        (count > 0 && period.nanos > 0).then_some(Self {
+            count,
+            period_nanos: period.nanos,
+        })
+    }
+
+    /// Events per period.
+    pub const fn count(self) -> u64 {
+        self.count
+    }
+
+    /// The period.
+    pub const fn period(self) -> Duration {
+        Duration::from_nanos(self.period_nanos)
+    }
+
+    /// Time between two events at this rate (the GCRA emission interval `t`), at least 1 ns.
+    pub const fn interval_nanos(self) -> u64 {
+        let t = self.period_nanos / self.count;
+        if t == 0 {
+            1
+        } else {
+            t
+        }
+    }
+
+    /// Events per second as a float (for display and headers only).
+    pub fn per_second(self) -> f64 {
+        self.count as f64 * NS_PER_S as f64 / self.period_nanos as f64
+    }
+}
+
+impl FromStr for Rate {
+    type Err = UnitError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            UnitError(format!(
+                "invalid rate `{s}`: {why} (expected e.g. `100/s`, `6000/min`, `10/h`, `500/10s`)"
+            ))
+        };
+        let (count, per) = s.trim().split_once('/').ok_or_else(|| bad("missing `/`"))?;
+        let count: u64 = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("the count must be a whole number"))?;
+        if count == 0 {
+            return Err(bad("the count must be greater than zero"));
+        }
+        let per = per.trim();
+        let (mult, unit) = split_number(per);
+        let mult: u64 = if mult.is_empty() {
+            1
+        } else {
+            mult.parse().map_err(|_| bad("period too large"))?
+        };
+        let unit_ns = unit_nanos(unit).ok_or_else(|| bad("unknown period unit"))?;
+        let period_nanos = mult
+            .checked_mul(unit_ns)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad("the period must be greater than zero and not overflow"))?;
+        Ok(Self {
+            count,
+            period_nanos,
+        })
+    }
+}
+
+impl TryFrom<String> for Rate {
+    type Error = UnitError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Rate> for String {
+    fn from(r: Rate) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.period_nanos;
+        for (unit, per) in [
+            ("d", NS_PER_D),
+            ("h", NS_PER_H),
+            ("min", NS_PER_MIN),
+            ("s", NS_PER_S),
+            ("ms", NS_PER_MS),
+        ] {
+            if p == per {
+                return write!(f, "{}/{unit}", self.count);
+            }
+        }
+        write!(f, "{}/{}", self.count, Duration::from_nanos(p))
+    }
+}
+
+#[cfg(test)]
+#[path = "units_test.rs"]
+mod tests;

@@ -1,0 +1,46 @@
+//! Unit tests of `units.rs`.
+
+use super::*;
+
+#[test]
+fn rates_parse_and_round_trip() {
+    for (text, count, period) in [
+        ("100/s", 100, NS_PER_S),
+        ("6000/min", 6000, NS_PER_MIN),
+        ("10/h", 10, NS_PER_H),
+        ("1000/d", 1000, NS_PER_D),
+        ("500/10s", 500, 10 * NS_PER_S),
+    ] {
+        let r: Rate = text.parse().unwrap();
+        assert_eq!(
+            (r.count(), r.period().as_nanos()),
+            (count, period),
+            "{text}"
+        );
+        let back: Rate = r.to_string().parse().unwrap();
+        assert_eq!(back, r);
+    }
+    assert_eq!("6000/min".parse::<Rate>().unwrap().to_string(), "6000/min");
+}
+
+#[test]
+fn bad_rates_are_refused_with_the_reason() {
+    for text in ["0/s", "10", "10/", "10/fortnight", "x/s", "10/0s", "-1/s"] {
+        let e = text.parse::<Rate>().unwrap_err().to_string();
+        assert!(e.contains(text), "{e}");
+    }
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(
+        "250ms".parse::<Duration>().unwrap().as_nanos(),
+        250 * NS_PER_MS
+    );
+    assert_eq!("60s".parse::<Duration>().unwrap().as_nanos(), 60 * NS_PER_S);
+    assert_eq!("5m".parse::<Duration>().unwrap().to_string(), "5m");
+    assert_eq!("1500ms".parse::<Duration>().unwrap().to_string(), "1500ms");
+    assert!("250".parse::<Duration>().is_err());
+    assert!("ms".parse::<Duration>().is_err());
+    assert!("2weeks".parse::<Duration>().is_err());
+}

@@ -1,0 +1,3 @@
+//! The CLI's subcommands, one file each.
+
+pub mod check;
