@@ -1,1 +1,75 @@
 //! A proxy-wasm ABI 0.2.1 host on wasmtime that runs plugins the way Envoy does.
+//!
+//! ## Entry points
+//! - [`Host::builder`] → [`HostBuilder`] (clock, clusters, limits, strict imports) →
+//!   [`Host`]: process-wide state (engine + module cache, shared data, queues, metrics, logs,
+//!   traps).
+//! - [`Host::load`] a [`PluginSpec`] → [`Plugin`] (compiled, imports checked, configuration
+//!   checked on a throwaway VM; a refusal is a [`LoadError`] carrying the plugin's logs).
+//! - [`Host::worker`] → [`Worker`]: one VM per chain plugin (one Envoy worker thread). Drive
+//!   HTTP streams with `open_http_stream`, `request_headers`/`_body`/`_trailers`,
+//!   `response_*`, `complete`; read them back with [`Worker::stream`].
+//! - Time: a [`Clock`] ([`SystemClock`] or [`VirtualClock`]); `Worker::advance`/`poll` fire
+//!   ticks, callout answers and timeouts in time order; `Host::advance` does it for several
+//!   workers on one clock.
+//! - Callouts go to named clusters answered by [`HttpHandler`]/[`GrpcHandler`] (closures work).
+//!
+//! ## Process model (as Envoy)
+//! Shared data is keyed by vm_id with Envoy's CAS rules and shared by every VM of the host;
+//! shared queues are keyed by (vm_id, name) and notify the last registrant; metrics are one
+//! registry by name. Each worker VM has its own linear memory, timers and contexts.
+//!
+//! ## Fencing
+//! Per-VM memory cap (wasmtime `ResourceLimiter`), per-callback deadline (epoch interruption
+//! with a ticker thread owned by the live hosts), traps contained and reported as
+//! [`TrapReport`]s; after a trap the plugin's [`FailStrategy`] applies.
+
+mod abi;
+mod callouts;
+mod clock;
+mod engine;
+mod error;
+mod host;
+mod logs;
+mod metrics;
+mod pairs;
+mod properties;
+mod queues;
+mod shared_data;
+mod spec;
+mod stream;
+mod trap;
+mod vm;
+mod wasi;
+mod worker;
+mod worker_core;
+
+pub use callouts::{
+    CalloutReply, GrpcCallRequest, GrpcHandler, GrpcReply, HttpCallRequest, HttpHandler,
+    HttpResponse, Responder,
+};
+pub use clock::{Clock, SystemClock, VirtualClock};
+pub use error::{HostError, LoadError};
+pub use host::{ForeignFn, Host, HostBuilder, HostStats, Plugin};
+pub use logs::{LogLevel, LogRecord, LogSink};
+pub use metrics::{MetricKind, MetricValue, Metrics, BUCKETS};
+pub use pairs::{
+    deserialize as deserialize_pairs, serialize as serialize_pairs, Headers, PairsError,
+};
+pub use shared_data::{SetOutcome, SharedData};
+pub use spec::{FailStrategy, PluginSpec};
+pub use stream::{Flow, LocalReply, StreamId, StreamProps, StreamView};
+pub use trap::TrapReport;
+pub use worker::{Worker, COMPLETED_KEPT};
+
+#[cfg(test)]
+mod send_check {
+    fn is_send<T: Send>() {}
+    fn is_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn worker_is_send_and_host_is_send_sync() {
+        is_send::<crate::Worker>();
+        is_send_sync::<crate::Host>();
+        is_send_sync::<crate::Plugin>();
+    }
+}

@@ -1,0 +1,163 @@
+//! Stream control from the guest: `proxy_continue_stream`, `proxy_close_stream`,
+//! `proxy_send_local_response`, `proxy_set_effective_context`, `proxy_done`, and the 0.1.0
+//! `proxy_continue_request/response`, `proxy_clear_route_cache`. Effects are queued as
+//! after-call actions (Envoy `addAfterVmCallAction`); a local reply also forces the running
+//! callback's result to Stop. Must not know how the worker applies the actions.
+
+use super::{mem_state, slice, status, Reg, C, R};
+use crate::logs::LogLevel;
+use crate::pairs::{self, Headers};
+use crate::stream::LocalReply;
+use crate::vm::VmState;
+use crate::worker_core::Action;
+
+fn continue_stream(st: &mut VmState, t: i32) -> i32 {
+    let response = match t {
+        0 => false,
+        1 => true,
+        // Envoy: DOWNSTREAM/UPSTREAM are not supported for HTTP filters.
+        2 | 3 => return status::UNIMPLEMENTED,
+        _ => return status::BAD_ARGUMENT,
+    };
+    let plugin = st.plugin_index;
+    if let (Some(slot), Some(core)) = (st.call.stream, st.core.as_deref_mut()) {
+        core.actions.push(Action::Continue {
+            slot,
+            plugin,
+            response,
+        });
+    }
+    // A root context has no stream: nothing to continue (Envoy returns Ok).
+    status::OK
+}
+
+pub(super) fn add(r: &mut Reg) {
+    r.func(
+        "env",
+        "proxy_continue_stream",
+        |mut c: C<'_>, t: i32| -> R { Ok(continue_stream(c.data_mut(), t)) },
+    );
+    r.func("env", "proxy_continue_request", |mut c: C<'_>| -> R {
+        Ok(continue_stream(c.data_mut(), 0))
+    });
+    r.func("env", "proxy_continue_response", |mut c: C<'_>| -> R {
+        Ok(continue_stream(c.data_mut(), 1))
+    });
+    r.func("env", "proxy_clear_route_cache", |_c: C<'_>| -> R {
+        Ok(status::OK)
+    });
+    r.func("env", "proxy_close_stream", |mut c: C<'_>, t: i32| -> R {
+        let st = c.data_mut();
+        match t {
+            0 | 1 => {
+                if let (Some(slot), Some(core)) = (st.call.stream, st.core.as_deref_mut()) {
+                    core.actions.push(Action::Close { slot });
+                }
+                Ok(status::OK)
+            }
+            2 | 3 => Ok(status::UNIMPLEMENTED),
+            _ => Ok(status::BAD_ARGUMENT),
+        }
+    });
+    r.func(
+        "env",
+        "proxy_send_local_response",
+        |mut c: C<'_>,
+         code: i32,
+         dp: i32,
+         dl: i32,
+         bp: i32,
+         bl: i32,
+         hp: i32,
+         hl: i32,
+         grpc: i32|
+         -> R {
+            let Some((mem, st)) = mem_state(&mut c) else {
+                return Ok(status::INTERNAL_FAILURE);
+            };
+            let (Some(details), Some(body), Some(hdrs)) =
+                (slice(mem, dp, dl), slice(mem, bp, bl), slice(mem, hp, hl))
+            else {
+                return Ok(status::INVALID_MEMORY_ACCESS);
+            };
+            let Ok(pairs) = pairs::deserialize(hdrs) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let plugin = st.plugin_index;
+            let Some(slot) = st.call.stream else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let Some(core) = st.core.as_deref_mut() else {
+                return Ok(status::INTERNAL_FAILURE);
+            };
+            let Some(s) = core.stream_mut(slot) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            if s.local_reply_sent {
+                // A second local reply (e.g. from the response callbacks the first one runs
+                // through) is refused: in Envoy it hangs the client (envoy#28826).
+                st.log(
+                    LogLevel::Warn,
+                    "proxy_send_local_response refused: a local reply was already sent".into(),
+                );
+                return Ok(status::BAD_ARGUMENT);
+            }
+            s.local_reply_sent = true;
+            let mut headers = Headers::new();
+            for (k, v) in pairs {
+                headers.0.push((k.to_ascii_lowercase(), v));
+            }
+            let details: String = String::from_utf8_lossy(details)
+                .chars()
+                .map(|ch| if ch.is_whitespace() { '_' } else { ch })
+                .collect();
+            let reply = LocalReply {
+                status: code as u32,
+                headers,
+                body: body.to_vec(),
+                details,
+                grpc_status: (0..=16).contains(&grpc).then_some(grpc),
+                plugin,
+            };
+            core.actions.push(Action::LocalReply {
+                slot,
+                plugin,
+                reply,
+            });
+            st.call.local_reply_sent = true;
+            Ok(status::OK)
+        },
+    );
+    r.func(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: C<'_>, id: i32| -> R {
+            let st = c.data_mut();
+            let id = id as u32;
+            if id == st.root_ctx {
+                st.call.effective = id;
+                st.call.stream = None;
+                return Ok(status::OK);
+            }
+            match st.ctx_streams.get(&id) {
+                Some(&slot) => {
+                    st.call.effective = id;
+                    st.call.stream = Some(slot);
+                    Ok(status::OK)
+                }
+                None => Ok(status::BAD_ARGUMENT),
+            }
+        },
+    );
+    r.func("env", "proxy_done", |mut c: C<'_>| -> R {
+        let st = c.data_mut();
+        let id = st.call.effective;
+        match st.pending_done.iter().position(|&x| x == id) {
+            Some(i) => {
+                st.pending_done.swap_remove(i);
+                Ok(status::OK)
+            }
+            None => Ok(status::NOT_FOUND),
+        }
+    });
+}

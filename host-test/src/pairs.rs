@@ -1,0 +1,248 @@
+//! Header/metadata maps and their proxy-wasm serialization (ABI §1.5): a LE u32 count, then
+//! (u32 key_len, u32 value_len) pairs, then each key and value followed by NUL. Limits as
+//! cpp-host `limits.h` (1 MiB, 1024 pairs). Must not know about guests or memory.
+
+/// cpp-host `PROXY_WASM_HOST_PAIRS_MAX_BYTES`.
+pub const PAIRS_MAX_BYTES: usize = 1 << 20;
+/// cpp-host `PROXY_WASM_HOST_PAIRS_MAX_COUNT`.
+pub const PAIRS_MAX_COUNT: usize = 1024;
+
+/// An ordered multi-map of header names to values, as bytes. Names are stored lower-case when
+/// they come through the ABI or the embedder API (as Envoy's HTTP/2-style maps).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Headers {
+    /// An empty map.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+    /// From `(name, value)` string pairs; names are lower-cased.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut h = Headers(Vec::with_capacity(pairs.len()));
+        h.fill_from(pairs);
+        h
+    }
+    /// Replace the contents with `pairs` (names lower-cased), reusing the allocation.
+    pub fn fill_from(&mut self, pairs: &[(&str, &str)]) {
+        self.0.clear();
+        for (k, v) in pairs {
+            self.0
+                .push((k.as_bytes().to_ascii_lowercase(), v.as_bytes().to_vec()));
+        }
+    }
+    /// First value of `name` (as Envoy's `get_header_map_value`), as UTF-8 (lossy is avoided:
+    /// non-UTF-8 values give None; use `get_bytes`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// First value of `name` as bytes. `name` is compared case-insensitively.
+    pub fn get_bytes(&self, name: &[u8]) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+    /// All values of `name`.
+    pub fn get_all(&self, name: &str) -> Vec<&[u8]> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+    /// Append a value (name lower-cased).
+    pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        self.0.push((name.to_ascii_lowercase(), value.to_vec()));
+    }
+    /// Replace every value of `name` by one `value` (adds when missing), as Envoy `setCopy`.
+    pub fn replace(&mut self, name: &[u8], value: &[u8]) {
+        let lower = name.to_ascii_lowercase();
+        let mut first = None;
+        let mut i = 0;
+        while i < self.0.len() {
+            if self.0[i].0 == lower {
+                if first.is_none() {
+                    first = Some(i);
+                    i += 1;
+                } else {
+                    self.0.remove(i);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        match first {
+            Some(i) => self.0[i].1 = value.to_vec(),
+            None => self.0.push((lower, value.to_vec())),
+        }
+    }
+    /// Remove every value of `name`.
+    pub fn remove(&mut self, name: &[u8]) {
+        self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Entries as `(String, String)` (lossy UTF-8), for assertions.
+    pub fn to_strings(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+    /// Serialized size of this map.
+    pub fn serialized_size(&self) -> usize {
+        serialized_size(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+}
+
+/// Size of the serialized form of `pairs`.
+pub fn serialized_size<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> usize {
+    let mut size = 4;
+    for (k, v) in pairs {
+        size += 8 + k.len() + v.len() + 2;
+    }
+    size
+}
+
+/// Serialize `pairs` into `out` (cleared first).
+pub fn serialize_into<'a>(
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let count = pairs.clone().count() as u32;
+    out.extend_from_slice(&count.to_le_bytes());
+    for (k, v) in pairs.clone() {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+}
+
+/// Serialize a map.
+pub fn serialize(h: &Headers) -> Vec<u8> {
+    let mut out = Vec::with_capacity(h.serialized_size());
+    serialize_into(
+        h.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        &mut out,
+    );
+    out
+}
+
+/// Why a serialized map was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairsError {
+    /// Larger than [`PAIRS_MAX_BYTES`].
+    #[error("serialized map is {0} bytes, over the 1 MiB limit")]
+    TooLarge(usize),
+    /// More than [`PAIRS_MAX_COUNT`] pairs.
+    #[error("serialized map has {0} pairs, over the 1024 limit")]
+    TooMany(usize),
+    /// Sizes do not fit the data, or a NUL terminator is missing.
+    #[error("malformed serialized map")]
+    Malformed,
+}
+
+/// Parse a serialized map. An empty buffer or a single 0 byte is an empty map (as cpp-host).
+pub fn deserialize(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PairsError> {
+    if data.len() > PAIRS_MAX_BYTES {
+        return Err(PairsError::TooLarge(data.len()));
+    }
+    if data.is_empty() || data == [0] {
+        return Ok(Vec::new());
+    }
+    let rd = |at: usize| -> Result<usize, PairsError> {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or(PairsError::Malformed)
+    };
+    let count = rd(0)?;
+    if count > PAIRS_MAX_COUNT {
+        return Err(PairsError::TooMany(count));
+    }
+    let mut sizes = Vec::with_capacity(count);
+    let mut pos = 4;
+    for _ in 0..count {
+        sizes.push((rd(pos)?, rd(pos + 4)?));
+        pos += 8;
+    }
+    let mut out = Vec::with_capacity(count);
+    for (kl, vl) in sizes {
+        let k = data.get(pos..pos + kl).ok_or(PairsError::Malformed)?;
+        if data.get(pos + kl) != Some(&0) {
+            return Err(PairsError::Malformed);
+        }
+        pos += kl + 1;
+        let v = data.get(pos..pos + vl).ok_or(PairsError::Malformed)?;
+        if data.get(pos + vl) != Some(&0) {
+            return Err(PairsError::Malformed);
+        }
+        pos += vl + 1;
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_matches_the_spec_layout() {
+        let h = Headers::from_pairs(&[(":Path", "/a"), ("x", "")]);
+        let bytes = serialize(&h);
+        let mut want = vec![2, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        want.extend_from_slice(b":path\0/a\0x\0\0");
+        assert_eq!(bytes, want);
+        assert_eq!(bytes.len(), h.serialized_size());
+        assert_eq!(deserialize(&bytes).unwrap(), h.0);
+    }
+
+    #[test]
+    fn empty_forms_and_limits() {
+        assert!(deserialize(&[]).unwrap().is_empty());
+        assert!(deserialize(&[0]).unwrap().is_empty());
+        assert_eq!(deserialize(&[1, 0, 0, 0]), Err(PairsError::Malformed));
+        let too_many = 1025u32.to_le_bytes();
+        assert_eq!(deserialize(&too_many), Err(PairsError::TooMany(1025)));
+        let big = vec![0u8; PAIRS_MAX_BYTES + 1];
+        assert!(matches!(deserialize(&big), Err(PairsError::TooLarge(_))));
+        // Missing NUL terminator.
+        let mut bad = serialize(&Headers::from_pairs(&[("a", "b")]));
+        let n = bad.len();
+        bad[n - 1] = b'x';
+        assert_eq!(deserialize(&bad), Err(PairsError::Malformed));
+    }
+
+    #[test]
+    fn replace_keeps_one_value_and_get_returns_first() {
+        let mut h = Headers::from_pairs(&[("a", "1"), ("A", "2"), ("b", "3")]);
+        assert_eq!(h.get("a"), Some("1"));
+        assert_eq!(h.get_all("a").len(), 2);
+        h.replace(b"A", b"9");
+        assert_eq!(
+            h.to_strings(),
+            vec![("a".into(), "9".into()), ("b".into(), "3".into())]
+        );
+        h.remove(b"B");
+        assert_eq!(h.len(), 1);
+    }
+}

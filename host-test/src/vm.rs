@@ -1,0 +1,528 @@
+//! One plugin VM: a wasmtime `Store` whose data is `VmState`, the instance's cached `Memory`,
+//! allocator and typed callbacks (resolved once per instance, never by name per call), and the
+//! start-up sequence (`_initialize`/`main` or `_start`, root context, `on_vm_start`,
+//! `on_configure`). Every call into the guest runs under the callback deadline; a trap becomes
+//! a `TrapReport`. Must not know about chains, streams' flow or fail strategies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::{
+    Instance, Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
+};
+
+use crate::engine::deadline_ticks;
+use crate::error::LoadError;
+use crate::host::{HostInner, PluginInner};
+use crate::logs::{LogLevel, LogRecord};
+use crate::shared_data::SharedSpace;
+use crate::trap::TrapReport;
+use crate::worker_core::WorkerCore;
+
+/// Which callback is running (for access windows and buffer availability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    Init,
+    ContextCreate,
+    VmStart,
+    Configure,
+    Tick,
+    QueueReady,
+    Stream,
+    Log,
+    Done,
+    Delete,
+    HttpCallResponse,
+    Grpc,
+    GrpcClose,
+}
+
+/// What the running callback may see besides stream state.
+#[derive(Debug)]
+pub(crate) struct CallCtx {
+    pub(crate) kind: CallKind,
+    /// Effective context id (changed by `proxy_set_effective_context`).
+    pub(crate) effective: u32,
+    /// Stream slot of the effective context (None for the root context).
+    pub(crate) stream: Option<u32>,
+    /// A local reply was sent from this callback: force a Stop result.
+    pub(crate) local_reply_sent: bool,
+    /// HTTP call response being delivered.
+    pub(crate) http_response: Option<crate::callouts::HttpResponse>,
+    /// gRPC message / metadata being delivered.
+    pub(crate) grpc_message: Option<Vec<u8>>,
+    pub(crate) grpc_initial: Option<crate::pairs::Headers>,
+    pub(crate) grpc_trailing: Option<crate::pairs::Headers>,
+    /// `proxy_get_status` answer.
+    pub(crate) status: Option<(u32, Vec<u8>)>,
+}
+
+impl CallCtx {
+    pub(crate) fn new(kind: CallKind, effective: u32, stream: Option<u32>) -> Self {
+        CallCtx {
+            kind,
+            effective,
+            stream,
+            local_reply_sent: false,
+            http_response: None,
+            grpc_message: None,
+            grpc_initial: None,
+            grpc_trailing: None,
+            status: None,
+        }
+    }
+}
+
+/// Store data of one VM.
+pub(crate) struct VmState {
+    pub(crate) memory: Option<Memory>,
+    pub(crate) malloc: Option<TypedFunc<i32, i32>>,
+    pub(crate) host: Arc<HostInner>,
+    pub(crate) plugin: Arc<PluginInner>,
+    pub(crate) worker: Option<usize>,
+    pub(crate) plugin_index: usize,
+    pub(crate) generation: u32,
+    pub(crate) limits: StoreLimits,
+    pub(crate) shared: SharedSpace,
+    pub(crate) rng: u64,
+    /// The worker's state, moved in for the duration of a call.
+    pub(crate) core: Option<Box<WorkerCore>>,
+    pub(crate) call: CallCtx,
+    pub(crate) next_ctx_id: u32,
+    pub(crate) root_ctx: u32,
+    /// Stream context id -> stream slot.
+    pub(crate) ctx_streams: HashMap<u32, u32>,
+    /// Contexts whose `on_done` returned false (proxy_done allowed).
+    pub(crate) pending_done: Vec<u32>,
+    /// `proxy_set_property` from the root context.
+    pub(crate) root_props: HashMap<Vec<u8>, Vec<u8>>,
+    /// Log lines captured for a LoadError (configuration check VM and start-up).
+    pub(crate) startup_logs: Option<Vec<String>>,
+    pub(crate) scratch: Vec<u8>,
+    /// Frozen time per callback is not used: reads go to the clock.
+    pub(crate) abi_010: bool,
+}
+
+impl VmState {
+    pub(crate) fn log(&mut self, level: LogLevel, message: String) {
+        if level < self.host.log_level {
+            return;
+        }
+        if let Some(l) = self.startup_logs.as_mut() {
+            l.push(format!("[{level:?}] {message}"));
+        }
+        let rec = LogRecord {
+            plugin: self.plugin.spec.name.clone(),
+            worker: self.worker,
+            level,
+            message,
+            at: self.host.clock.now_nanos(),
+        };
+        self.host
+            .logs
+            .push(rec, &self.plugin.spec.root_id, &self.plugin.spec.vm_id);
+    }
+    pub(crate) fn core(&mut self) -> Option<&mut WorkerCore> {
+        self.core.as_deref_mut()
+    }
+    pub(crate) fn next_random(&mut self) -> u64 {
+        // SplitMix64.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// `proxy_on_request_headers` / `proxy_on_response_headers`: 3 params in 0.2.x, 2 in 0.1.0.
+#[derive(Clone)]
+pub(crate) enum HeadersCb {
+    V2(TypedFunc<(i32, i32, i32), i32>),
+    V1(TypedFunc<(i32, i32), i32>),
+}
+
+/// Typed handles on every callback the module exports (all optional).
+#[derive(Default, Clone)]
+pub(crate) struct Callbacks {
+    pub(crate) on_context_create: Option<TypedFunc<(i32, i32), ()>>,
+    pub(crate) on_done: Option<TypedFunc<i32, i32>>,
+    pub(crate) on_log: Option<TypedFunc<i32, ()>>,
+    pub(crate) on_delete: Option<TypedFunc<i32, ()>>,
+    pub(crate) on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_configure: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_tick: Option<TypedFunc<i32, ()>>,
+    pub(crate) on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+    pub(crate) on_new_connection: Option<TypedFunc<i32, i32>>,
+    pub(crate) on_downstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub(crate) on_downstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
+    pub(crate) on_upstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub(crate) on_upstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
+    pub(crate) on_request_headers: Option<HeadersCb>,
+    pub(crate) on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub(crate) on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_response_headers: Option<HeadersCb>,
+    pub(crate) on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub(crate) on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    pub(crate) on_grpc_receive_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub(crate) on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub(crate) on_grpc_receive_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub(crate) on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub(crate) on_foreign_function: Option<TypedFunc<(i32, i32, i32), ()>>,
+}
+
+fn typed<P: WasmParams, R: WasmResults>(
+    store: &mut Store<VmState>,
+    inst: &Instance,
+    name: &str,
+    plugin: &str,
+) -> Result<Option<TypedFunc<P, R>>, LoadError> {
+    match inst.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(f) => f
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| LoadError::MissingExport {
+                plugin: plugin.to_string(),
+                message: format!("export {name} has the wrong signature: {e}"),
+            }),
+    }
+}
+
+fn headers_cb(
+    store: &mut Store<VmState>,
+    inst: &Instance,
+    name: &str,
+    plugin: &str,
+) -> Result<Option<HeadersCb>, LoadError> {
+    let Some(f) = inst.get_func(&mut *store, name) else {
+        return Ok(None);
+    };
+    if let Ok(t) = f.typed::<(i32, i32, i32), i32>(&*store) {
+        return Ok(Some(HeadersCb::V2(t)));
+    }
+    f.typed::<(i32, i32), i32>(&*store)
+        .map(|t| Some(HeadersCb::V1(t)))
+        .map_err(|e| LoadError::MissingExport {
+            plugin: plugin.to_string(),
+            message: format!("export {name} has the wrong signature: {e}"),
+        })
+}
+
+/// One instance of a plugin.
+pub(crate) struct Vm {
+    pub(crate) store: Store<VmState>,
+    pub(crate) cb: Callbacks,
+    pub(crate) deadline: u64,
+}
+
+impl Vm {
+    /// Instantiate and run the start-up sequence with `core` moved in. On failure the error
+    /// carries the VM's log lines.
+    pub(crate) fn start(
+        host: &Arc<HostInner>,
+        plugin: &Arc<PluginInner>,
+        worker: Option<usize>,
+        plugin_index: usize,
+        generation: u32,
+        core: &mut Option<Box<WorkerCore>>,
+    ) -> Result<Vm, LoadError> {
+        let name = plugin.spec.name.clone();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(host.memory_limit)
+            .instances(1)
+            .build();
+        let state = VmState {
+            memory: None,
+            malloc: None,
+            host: host.clone(),
+            plugin: plugin.clone(),
+            worker,
+            plugin_index,
+            generation,
+            limits,
+            shared: host.shared_data.space(&plugin.spec.vm_id),
+            rng: host
+                .random_seed
+                .wrapping_add((worker.unwrap_or(usize::MAX) as u64).wrapping_mul(0x1000_0000_01b3))
+                .wrapping_add((plugin_index as u64) << 32)
+                .wrapping_add(generation as u64),
+            core: None,
+            call: CallCtx::new(CallKind::Init, 0, None),
+            next_ctx_id: 1,
+            root_ctx: 0,
+            ctx_streams: HashMap::new(),
+            pending_done: Vec::new(),
+            root_props: HashMap::new(),
+            startup_logs: Some(Vec::new()),
+            scratch: Vec::new(),
+            abi_010: plugin.abi_010,
+        };
+        let mut store = Store::new(&host.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let deadline = deadline_ticks(host.callback_deadline);
+        store.set_epoch_deadline(deadline);
+        store.epoch_deadline_trap();
+        host.stats.created();
+        let instance = match plugin.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => {
+                host.stats.failed();
+                return Err(LoadError::Instantiate {
+                    plugin: name,
+                    message: format!("{e:#}"),
+                });
+            }
+        };
+        let memory =
+            instance
+                .get_memory(&mut store, "memory")
+                .ok_or_else(|| LoadError::MissingExport {
+                    plugin: name.clone(),
+                    message: "Wasm module is missing the `memory` export".into(),
+                })?;
+        let malloc = match typed::<i32, i32>(&mut store, &instance, "malloc", &name)? {
+            Some(m) => m,
+            None => typed::<i32, i32>(&mut store, &instance, "proxy_on_memory_allocate", &name)?
+                .ok_or_else(|| LoadError::MissingExport {
+                    plugin: name.clone(),
+                    message: "Wasm module is missing malloc function (neither `malloc` nor `proxy_on_memory_allocate` is exported)".into(),
+                })?,
+        };
+        store.data_mut().memory = Some(memory);
+        store.data_mut().malloc = Some(malloc);
+        let i = &instance;
+        let s = &mut store;
+        let cb = Callbacks {
+            on_context_create: typed(s, i, "proxy_on_context_create", &name)?,
+            on_done: typed(s, i, "proxy_on_done", &name)?,
+            on_log: typed(s, i, "proxy_on_log", &name)?,
+            on_delete: typed(s, i, "proxy_on_delete", &name)?,
+            on_vm_start: typed(s, i, "proxy_on_vm_start", &name)?,
+            on_configure: typed(s, i, "proxy_on_configure", &name)?,
+            on_tick: typed(s, i, "proxy_on_tick", &name)?,
+            on_queue_ready: typed(s, i, "proxy_on_queue_ready", &name)?,
+            on_new_connection: typed(s, i, "proxy_on_new_connection", &name)?,
+            on_downstream_data: typed(s, i, "proxy_on_downstream_data", &name)?,
+            on_downstream_connection_close: typed(
+                s,
+                i,
+                "proxy_on_downstream_connection_close",
+                &name,
+            )?,
+            on_upstream_data: typed(s, i, "proxy_on_upstream_data", &name)?,
+            on_upstream_connection_close: typed(s, i, "proxy_on_upstream_connection_close", &name)?,
+            on_request_headers: headers_cb(s, i, "proxy_on_request_headers", &name)?,
+            on_request_body: typed(s, i, "proxy_on_request_body", &name)?,
+            on_request_trailers: typed(s, i, "proxy_on_request_trailers", &name)?,
+            on_response_headers: headers_cb(s, i, "proxy_on_response_headers", &name)?,
+            on_response_body: typed(s, i, "proxy_on_response_body", &name)?,
+            on_response_trailers: typed(s, i, "proxy_on_response_trailers", &name)?,
+            on_http_call_response: typed(s, i, "proxy_on_http_call_response", &name)?,
+            on_grpc_receive_initial_metadata: typed(
+                s,
+                i,
+                "proxy_on_grpc_receive_initial_metadata",
+                &name,
+            )?,
+            on_grpc_receive: typed(s, i, "proxy_on_grpc_receive", &name)?,
+            on_grpc_receive_trailing_metadata: typed(
+                s,
+                i,
+                "proxy_on_grpc_receive_trailing_metadata",
+                &name,
+            )?,
+            on_grpc_close: typed(s, i, "proxy_on_grpc_close", &name)?,
+            on_foreign_function: typed(s, i, "proxy_on_foreign_function", &name)?,
+        };
+        let initialize = typed::<(), ()>(s, i, "_initialize", &name)?;
+        let main = typed::<(i32, i32), i32>(s, i, "main", &name)?;
+        let main_void = typed::<(), i32>(s, i, "__main_void", &name)?;
+        let start = typed::<(), ()>(s, i, "_start", &name)?;
+        let mut vm = Vm {
+            store,
+            cb,
+            deadline,
+        };
+        let fail = |vm: &mut Vm, stage: &str, message: String| {
+            host.stats.failed();
+            LoadError::StartFailed {
+                plugin: name.clone(),
+                stage: stage.to_string(),
+                message,
+                logs: vm.store.data_mut().startup_logs.take().unwrap_or_default(),
+            }
+        };
+        vm.enter(core, CallCtx::new(CallKind::Init, 0, None));
+        let r = (|| -> Result<(), (String, TrapReport)> {
+            if let Some(f) = initialize {
+                vm.call(&f, (), "_initialize")
+                    .map_err(|t| ("_initialize".to_string(), t))?;
+                if let Some(m) = main {
+                    vm.call(&m, (0, 0), "main")
+                        .map_err(|t| ("main".to_string(), t))?;
+                } else if let Some(m) = main_void {
+                    vm.call(&m, (), "__main_void")
+                        .map_err(|t| ("__main_void".to_string(), t))?;
+                }
+            } else if let Some(f) = start {
+                vm.call(&f, (), "_start")
+                    .map_err(|t| ("_start".to_string(), t))?;
+            }
+            Ok(())
+        })();
+        vm.leave(core);
+        if let Err((stage, t)) = r {
+            host.traps.push(t.clone());
+            return Err(fail(&mut vm, &stage, t.message));
+        }
+        // Root context, on_vm_start, on_configure (cpp-host `start` + `configure`).
+        let root = vm.alloc_ctx_id();
+        vm.store.data_mut().root_ctx = root;
+        let stages: [(&str, CallKind); 3] = [
+            ("proxy_on_context_create", CallKind::ContextCreate),
+            ("proxy_on_vm_start", CallKind::VmStart),
+            ("proxy_on_configure", CallKind::Configure),
+        ];
+        for (stage, kind) in stages {
+            vm.enter(core, CallCtx::new(kind, root, None));
+            let r: Result<bool, TrapReport> = match kind {
+                CallKind::ContextCreate => match vm.cb.on_context_create.clone() {
+                    Some(f) => vm.call(&f, (root as i32, 0), stage).map(|_| true),
+                    None => Ok(true),
+                },
+                CallKind::VmStart => match vm.cb.on_vm_start.clone() {
+                    Some(f) => {
+                        let n = plugin.spec.vm_config.len() as i32;
+                        vm.call(&f, (root as i32, n), stage).map(|r| r != 0)
+                    }
+                    None => Ok(true),
+                },
+                _ => match vm.cb.on_configure.clone() {
+                    Some(f) => {
+                        let n = plugin.spec.plugin_config.len() as i32;
+                        vm.call(&f, (root as i32, n), stage).map(|r| r != 0)
+                    }
+                    None => Ok(true),
+                },
+            };
+            vm.leave(core);
+            match r {
+                Ok(true) => {}
+                Ok(false) => return Err(fail(&mut vm, stage, "returned false".into())),
+                Err(t) => {
+                    host.traps.push(t.clone());
+                    return Err(fail(&mut vm, stage, t.message));
+                }
+            }
+        }
+        vm.store.data_mut().startup_logs = None;
+        Ok(vm)
+    }
+
+    pub(crate) fn alloc_ctx_id(&mut self) -> u32 {
+        let s = self.store.data_mut();
+        let id = s.next_ctx_id;
+        s.next_ctx_id = s.next_ctx_id.wrapping_add(1).max(1);
+        id
+    }
+
+    pub(crate) fn root_ctx(&self) -> u32 {
+        self.store.data().root_ctx
+    }
+
+    /// Move the worker state in and set the call context.
+    #[inline]
+    pub(crate) fn enter(&mut self, core: &mut Option<Box<WorkerCore>>, call: CallCtx) {
+        let d = self.store.data_mut();
+        d.core = core.take();
+        d.call = call;
+    }
+
+    /// Move the worker state back out.
+    #[inline]
+    pub(crate) fn leave(&mut self, core: &mut Option<Box<WorkerCore>>) -> bool {
+        let d = self.store.data_mut();
+        *core = d.core.take();
+        std::mem::replace(&mut d.call.local_reply_sent, false)
+    }
+
+    /// Call a guest export under the callback deadline.
+    #[inline]
+    pub(crate) fn call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        f: &TypedFunc<P, R>,
+        args: P,
+        name: &str,
+    ) -> Result<R, TrapReport> {
+        call_in(&mut self.store, self.deadline, f, args, name)
+    }
+
+    /// Call the callback `pick` selects (None when the module does not export it).
+    #[inline]
+    pub(crate) fn call_cb<P: WasmParams, R: WasmResults>(
+        &mut self,
+        pick: impl FnOnce(&Callbacks) -> Option<&TypedFunc<P, R>>,
+        args: P,
+        name: &str,
+    ) -> Option<Result<R, TrapReport>> {
+        let Vm {
+            store,
+            cb,
+            deadline,
+        } = self;
+        let f = pick(cb)?;
+        Some(call_in(store, *deadline, f, args, name))
+    }
+
+    /// `proxy_on_request_headers` / `proxy_on_response_headers` (2 or 3 params).
+    #[inline]
+    pub(crate) fn headers_cb(
+        &mut self,
+        response: bool,
+        ctx: u32,
+        n: usize,
+        eos: bool,
+    ) -> Option<Result<i32, TrapReport>> {
+        let Vm {
+            store,
+            cb,
+            deadline,
+        } = self;
+        let (f, name) = if response {
+            (
+                cb.on_response_headers.as_ref()?,
+                "proxy_on_response_headers",
+            )
+        } else {
+            (cb.on_request_headers.as_ref()?, "proxy_on_request_headers")
+        };
+        Some(match f {
+            HeadersCb::V2(f) => call_in(
+                store,
+                *deadline,
+                f,
+                (ctx as i32, n as i32, eos as i32),
+                name,
+            ),
+            HeadersCb::V1(f) => call_in(store, *deadline, f, (ctx as i32, n as i32), name),
+        })
+    }
+}
+
+/// Call a guest export under the callback deadline; a trap becomes a report.
+#[inline]
+pub(crate) fn call_in<P: WasmParams, R: WasmResults>(
+    store: &mut Store<VmState>,
+    deadline: u64,
+    f: &TypedFunc<P, R>,
+    args: P,
+    name: &str,
+) -> Result<R, TrapReport> {
+    store.set_epoch_deadline(deadline);
+    f.call(&mut *store, args).map_err(|e| {
+        let d = store.data();
+        TrapReport::from_error(&d.plugin.spec.name, d.worker, name, &e)
+    })
+}

@@ -1,0 +1,1323 @@
+//! `Worker`: one VM per plugin of a chain (one Envoy worker thread). Drives HTTP streams through
+//! the chain with Envoy's iteration rules (request first..last, response last..first; PAUSE in
+//! headers = StopAllIterationAndWatermark, PAUSE in body = StopIterationAndBuffer with
+//! cumulative sizes; continue_stream resumes; local replies run through the response callbacks
+//! of every plugin, or go direct / reset once the response started), applies after-call actions,
+//! fires the timeline (ticks, callout answers, timeouts) and the inbox (queue-ready, late
+//! answers), and applies the FailStrategy after a trap. Must not know about wasm memory or ABI
+//! encodings.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::callouts::{GrpcReply, HttpCallRequest, HttpResponse, Inbox};
+use crate::error::HostError;
+use crate::host::{Host, Plugin};
+use crate::logs::LogLevel;
+use crate::pairs::Headers;
+use crate::spec::FailStrategy;
+use crate::stream::{Flow, HttpStream, LocalReply, PluginCtx, StreamId, StreamProps, StreamView};
+use crate::trap::TrapReport;
+use crate::vm::{CallCtx, CallKind, Vm};
+use crate::worker_core::{Action, CalloutKind, Event, WorkerCore};
+
+/// How many completed streams stay readable through `Worker::stream` before their slots are
+/// reused.
+pub const COMPLETED_KEPT: usize = 1024;
+
+struct VmSlot {
+    vm: Option<Vm>,
+    generation: u32,
+}
+
+/// Result of one stream callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Continue,
+    Stop,
+    /// The plugin failed and its FailStrategy is closed/reload: a 503 is (being) sent.
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Stop,
+    Next,
+    Headers { n: usize, eos: bool },
+    Body { size: usize, eos: bool },
+    Trailers { n: usize },
+}
+
+/// One worker: a VM per chain plugin, its streams and its timeline. `Send`, not `Sync`.
+pub struct Worker {
+    host: Host,
+    index: usize,
+    chain: Vec<Plugin>,
+    slots: Vec<VmSlot>,
+    core: Option<Box<WorkerCore>>,
+    rx: Receiver<Inbox>,
+    completed: VecDeque<StreamId>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.host.inner.workers.lock() {
+            w.remove(&self.index);
+        }
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("index", &self.index)
+            .field("plugins", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(host: Host, chain: &[Plugin]) -> Result<Worker, HostError> {
+        for p in chain {
+            let same = p
+                .inner
+                .host
+                .upgrade()
+                .is_some_and(|h| Arc::ptr_eq(&h, &host.inner));
+            if !same {
+                return Err(HostError::ForeignPlugin(p.name().to_string()));
+            }
+        }
+        let index = host
+            .inner
+            .next_worker
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Ok(mut w) = host.inner.workers.lock() {
+            w.insert(index, tx.clone());
+        }
+        let mut core = Some(Box::new(WorkerCore::new(
+            Some(index),
+            host.inner.clock.clone(),
+            chain.len(),
+            tx,
+        )));
+        let mut slots = Vec::with_capacity(chain.len());
+        for (i, p) in chain.iter().enumerate() {
+            let vm = Vm::start(&host.inner, &p.inner, Some(index), i, 0, &mut core)?;
+            slots.push(VmSlot {
+                vm: Some(vm),
+                generation: 0,
+            });
+        }
+        Ok(Worker {
+            host,
+            index,
+            chain: chain.to_vec(),
+            slots,
+            core,
+            rx,
+            completed: VecDeque::new(),
+        })
+    }
+
+    /// This worker's index (as in log records and trap reports).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The host this worker belongs to.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    fn core(&mut self) -> &mut WorkerCore {
+        // Invariant: the core is only moved out for the duration of a guest call.
+        self.core
+            .as_deref_mut()
+            .expect("worker core is present outside guest calls")
+    }
+
+    fn core_ref(&self) -> &WorkerCore {
+        self.core
+            .as_deref()
+            .expect("worker core is present outside guest calls")
+    }
+
+    fn strategy(&self, p: usize) -> FailStrategy {
+        self.chain[p].inner.spec.fail_strategy
+    }
+
+    // ----- guest calls and failures -----
+
+    fn invoke(
+        &mut self,
+        p: usize,
+        call: CallCtx,
+        f: impl FnOnce(&mut Vm) -> Result<i32, TrapReport>,
+    ) -> Option<(i32, bool)> {
+        let vm = self.slots[p].vm.as_mut()?;
+        vm.enter(&mut self.core, call);
+        let r = f(vm);
+        let forced = vm.leave(&mut self.core);
+        match r {
+            Ok(v) => Some((v, forced)),
+            Err(t) => {
+                self.on_trap(p, t);
+                None
+            }
+        }
+    }
+
+    fn on_trap(&mut self, p: usize, t: TrapReport) {
+        let inner = self.host.inner.clone();
+        let msg = format!("Function: {} failed: {}", t.callback, t.message);
+        inner.logs.push(
+            crate::logs::LogRecord {
+                plugin: t.plugin.clone(),
+                worker: Some(self.index),
+                level: LogLevel::Critical,
+                message: msg,
+                at: inner.clock.now_nanos(),
+            },
+            &self.chain[p].inner.spec.root_id,
+            &self.chain[p].inner.spec.vm_id,
+        );
+        inner.traps.push(t);
+        inner.stats.failed();
+        // The VM is dead (Envoy FailState::RuntimeError): drop it, its timers and callouts.
+        self.slots[p].vm = None;
+        let strategy = self.strategy(p);
+        let core = self.core();
+        if let Some(tk) = core.ticks.get_mut(p) {
+            tk.gen = tk.gen.wrapping_add(1);
+            tk.period_ms = 0;
+        }
+        core.callouts.retain(|_, c| c.plugin != p);
+        // Streams stopped at this plugin would wait forever: fail them now.
+        let mut stuck = Vec::new();
+        for (slot, s) in core.streams.iter().enumerate() {
+            if !core.live[slot] || s.complete || s.reset {
+                continue;
+            }
+            for response in [false, true] {
+                let dir = if response { &s.resp } else { &s.req };
+                if dir.stopped_at() == Some(s.pos(response, p)) {
+                    stuck.push((slot as u32, response));
+                }
+            }
+        }
+        for (slot, response) in stuck {
+            match strategy {
+                FailStrategy::FailOpen => {
+                    if let Some(s) = core.stream_mut(slot) {
+                        s.ctx[p].skip = true;
+                    }
+                    core.actions.push(Action::Continue {
+                        slot,
+                        plugin: p,
+                        response,
+                    })
+                }
+                _ => core.actions.push(Action::LocalReply {
+                    slot,
+                    plugin: p,
+                    reply: fail_reply(p),
+                }),
+            }
+        }
+    }
+
+    /// FailReload: replace dead VMs with fresh configured ones (for new streams).
+    fn reload_dead(&mut self) {
+        for p in 0..self.slots.len() {
+            if self.slots[p].vm.is_some() || self.strategy(p) != FailStrategy::FailReload {
+                continue;
+            }
+            let gen = self.slots[p].generation.wrapping_add(1);
+            let inner = self.host.inner.clone();
+            match Vm::start(
+                &inner,
+                &self.chain[p].inner,
+                Some(self.index),
+                p,
+                gen,
+                &mut self.core,
+            ) {
+                Ok(vm) => {
+                    inner.stats.reloaded();
+                    self.slots[p] = VmSlot {
+                        vm: Some(vm),
+                        generation: gen,
+                    };
+                }
+                Err(e) => {
+                    self.slots[p].generation = gen;
+                    inner.logs.push(
+                        crate::logs::LogRecord {
+                            plugin: self.chain[p].name().to_string(),
+                            worker: Some(self.index),
+                            level: LogLevel::Error,
+                            message: format!("reload failed: {e}"),
+                            at: inner.clock.now_nanos(),
+                        },
+                        "",
+                        "",
+                    );
+                }
+            }
+        }
+    }
+
+    /// What a dead or replaced VM means for a stream.
+    fn dead_outcome(&mut self, slot: u32, p: usize) -> Outcome {
+        if self.strategy(p) == FailStrategy::FailOpen {
+            if let Some(s) = self.core().stream_mut(slot) {
+                s.ctx[p].skip = true;
+            }
+            Outcome::Continue
+        } else {
+            Outcome::Failed
+        }
+    }
+
+    /// The plugin's context id for this stream, creating it (on_context_create) if needed.
+    fn ensure_ctx(&mut self, slot: u32, p: usize) -> Result<u32, Outcome> {
+        let gen = self.slots[p].generation;
+        let Some(ctx) = self.core_ref().stream(slot).map(|s| s.ctx[p]) else {
+            return Err(Outcome::Stop);
+        };
+        if ctx.skip {
+            return Err(Outcome::Continue);
+        }
+        if ctx.id != 0 {
+            if ctx.generation == gen && self.slots[p].vm.is_some() {
+                return Ok(ctx.id);
+            }
+            return Err(self.dead_outcome(slot, p));
+        }
+        let Some(vm) = self.slots[p].vm.as_mut() else {
+            return Err(self.dead_outcome(slot, p));
+        };
+        let id = vm.alloc_ctx_id();
+        let root = vm.root_ctx();
+        vm.store.data_mut().ctx_streams.insert(id, slot);
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.ctx[p] = PluginCtx {
+                id,
+                generation: gen,
+                skip: false,
+            };
+        }
+        let r = self.invoke(
+            p,
+            CallCtx::new(CallKind::ContextCreate, id, Some(slot)),
+            |vm| {
+                vm.call_cb(
+                    |c| c.on_context_create.as_ref(),
+                    (id as i32, root as i32),
+                    "proxy_on_context_create",
+                )
+                .map(|r| r.map(|_| 0))
+                .unwrap_or(Ok(0))
+            },
+        );
+        match r {
+            Some(_) => Ok(id),
+            None => Err(self.dead_outcome(slot, p)),
+        }
+    }
+
+    fn stream_call(&mut self, slot: u32, p: usize, response: bool, step: Step) -> Outcome {
+        let id = match self.ensure_ctx(slot, p) {
+            Ok(id) => id,
+            Err(o) => return o,
+        };
+        let pos = self
+            .core_ref()
+            .stream(slot)
+            .map(|s| s.pos(response, p))
+            .unwrap_or(0);
+        if let Step::Body { .. } = step {
+            if let Some(s) = self.core().stream_mut(slot) {
+                let d = if response { &mut s.resp } else { &mut s.req };
+                d.in_body = Some(pos);
+            }
+        }
+        let r = self.invoke(
+            p,
+            CallCtx::new(CallKind::Stream, id, Some(slot)),
+            |vm| match (step, response) {
+                (Step::Headers { n, eos }, false) => {
+                    vm.headers_cb(false, id, n, eos).unwrap_or(Ok(0))
+                }
+                (Step::Headers { n, eos }, true) => {
+                    vm.headers_cb(true, id, n, eos).unwrap_or(Ok(0))
+                }
+                (Step::Body { size, eos }, false) => vm
+                    .call_cb(
+                        |c| c.on_request_body.as_ref(),
+                        (id as i32, size as i32, eos as i32),
+                        "proxy_on_request_body",
+                    )
+                    .map(|r| r)
+                    .unwrap_or(Ok(0)),
+                (Step::Body { size, eos }, true) => vm
+                    .call_cb(
+                        |c| c.on_response_body.as_ref(),
+                        (id as i32, size as i32, eos as i32),
+                        "proxy_on_response_body",
+                    )
+                    .map(|r| r)
+                    .unwrap_or(Ok(0)),
+                (Step::Trailers { n }, false) => vm
+                    .call_cb(
+                        |c| c.on_request_trailers.as_ref(),
+                        (id as i32, n as i32),
+                        "proxy_on_request_trailers",
+                    )
+                    .map(|r| r)
+                    .unwrap_or(Ok(0)),
+                (Step::Trailers { n }, true) => vm
+                    .call_cb(
+                        |c| c.on_response_trailers.as_ref(),
+                        (id as i32, n as i32),
+                        "proxy_on_response_trailers",
+                    )
+                    .map(|r| r)
+                    .unwrap_or(Ok(0)),
+                _ => Ok(0),
+            },
+        );
+        if let Some(s) = self.core().stream_mut(slot) {
+            let d = if response { &mut s.resp } else { &mut s.req };
+            d.in_body = None;
+        }
+        match r {
+            // A local reply forces a Stop; so does a value outside proxy_action_t (cpp-host).
+            Some((_, true)) => Outcome::Stop,
+            Some((0, false)) => Outcome::Continue,
+            Some(_) => Outcome::Stop,
+            None => self.dead_outcome(slot, p),
+        }
+    }
+
+    // ----- chain iteration -----
+
+    fn decide(s: &HttpStream, response: bool, pos: usize) -> Step {
+        let d = if response { &s.resp } else { &s.req };
+        if s.reset || d.aborted || !d.started || s.complete {
+            return Step::Stop;
+        }
+        if d.hdr_at < pos {
+            return Step::Stop;
+        }
+        if d.hdr_at == pos {
+            if d.hdr_paused {
+                return Step::Stop;
+            }
+            return Step::Headers {
+                n: d.headers.len(),
+                eos: d.headers_eos,
+            };
+        }
+        if d.fresh[pos] {
+            return Step::Body {
+                size: d.buf[pos].len(),
+                eos: d.eos[pos],
+            };
+        }
+        if d.tr_at == Some(pos) {
+            if d.tr_paused {
+                return Step::Stop;
+            }
+            return Step::Trailers {
+                n: d.trailers.as_ref().map_or(0, |t| t.len()),
+            };
+        }
+        if d.body_paused[pos] {
+            return Step::Stop;
+        }
+        Step::Next
+    }
+
+    fn move_body(d: &mut crate::stream::Dir, pos: usize) {
+        let data = std::mem::take(&mut d.buf[pos]);
+        let eos = std::mem::replace(&mut d.eos[pos], false);
+        d.body_paused[pos] = false;
+        let (eos, trailers_here) = if d.trailers_added_at == Some(pos) {
+            d.trailers_added_at = None;
+            (false, true)
+        } else {
+            (eos, false)
+        };
+        let moved = !data.is_empty() || eos;
+        if d.buf[pos + 1].is_empty() {
+            d.buf[pos + 1] = data;
+        } else {
+            d.buf[pos + 1].extend_from_slice(&data);
+        }
+        d.eos[pos + 1] |= eos;
+        if moved && pos + 1 < d.n {
+            d.fresh[pos + 1] = true;
+        }
+        if trailers_here {
+            d.tr_at = Some(pos + 1);
+            d.tr_paused = false;
+        }
+    }
+
+    fn drive(&mut self, slot: u32, response: bool) {
+        let n = self.slots.len();
+        let mut pos = 0;
+        let mut guard = 0usize;
+        while pos < n {
+            guard += 1;
+            if guard > 64 * (n + 1) {
+                break;
+            }
+            let p = if response { n - 1 - pos } else { pos };
+            let Some(s) = self.core_ref().stream(slot) else {
+                return;
+            };
+            let step = Self::decide(s, response, pos);
+            let skip = s.ctx[p].skip;
+            let outcome = match step {
+                Step::Stop => return,
+                Step::Next => {
+                    pos += 1;
+                    continue;
+                }
+                _ if skip => Outcome::Continue,
+                _ => {
+                    if let Step::Body { .. } = step {
+                        if let Some(s) = self.core().stream_mut(slot) {
+                            let d = if response { &mut s.resp } else { &mut s.req };
+                            d.fresh[pos] = false;
+                        }
+                    }
+                    self.stream_call(slot, p, response, step)
+                }
+            };
+            if outcome == Outcome::Failed {
+                let already = self
+                    .core_ref()
+                    .stream(slot)
+                    .is_some_and(|s| s.local_reply_sent);
+                if !already {
+                    self.apply_local_reply(slot, fail_reply(p));
+                    return;
+                }
+                // During a local reply's response pass a failed plugin is skipped.
+            }
+            let Some(s) = self.core().stream_mut(slot) else {
+                return;
+            };
+            let d = if response { &mut s.resp } else { &mut s.req };
+            if d.aborted || s.reset {
+                return;
+            }
+            let go = outcome != Outcome::Stop;
+            match step {
+                Step::Headers { .. } => {
+                    if go {
+                        d.hdr_at = pos + 1;
+                    } else {
+                        d.hdr_paused = true;
+                        return;
+                    }
+                }
+                Step::Body { .. } => {
+                    if go {
+                        Self::move_body(d, pos);
+                    } else {
+                        d.body_paused[pos] = true;
+                        return;
+                    }
+                }
+                Step::Trailers { .. } => {
+                    if go {
+                        d.tr_at = Some(pos + 1);
+                        d.tr_paused = false;
+                        if d.body_paused[pos] || !d.buf[pos].is_empty() {
+                            Self::move_body(d, pos);
+                        }
+                    } else {
+                        d.tr_paused = true;
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn apply_continue(&mut self, slot: u32, p: usize, response: bool) {
+        let Some(s) = self.core().stream_mut(slot) else {
+            return;
+        };
+        if s.reset || s.complete {
+            return;
+        }
+        let pos = s.pos(response, p);
+        let d = if response { &mut s.resp } else { &mut s.req };
+        if d.aborted {
+            return;
+        }
+        let mut changed = false;
+        if d.started && d.hdr_at == pos && d.hdr_paused {
+            d.hdr_paused = false;
+            d.hdr_at = pos + 1;
+            changed = true;
+        }
+        if d.body_paused[pos] {
+            Self::move_body(d, pos);
+            changed = true;
+        }
+        if d.tr_at == Some(pos) && d.tr_paused {
+            d.tr_paused = false;
+            d.tr_at = Some(pos + 1);
+            changed = true;
+        }
+        if changed {
+            self.drive(slot, response);
+        }
+    }
+
+    fn apply_local_reply(&mut self, slot: u32, reply: LocalReply) {
+        let n = self.slots.len();
+        let Some(s) = self.core().stream_mut(slot) else {
+            return;
+        };
+        if s.reset || s.complete {
+            return;
+        }
+        s.local_reply_sent = true;
+        if s.resp.started && s.resp.hdr_at == n {
+            // Response headers already went downstream: reset (Envoy cannot reply any more).
+            s.reset = true;
+            s.req.aborted = true;
+            s.resp.aborted = true;
+            return;
+        }
+        let grpc_req = s
+            .req
+            .headers
+            .get("content-type")
+            .is_some_and(|c| c.starts_with("application/grpc"));
+        let headers = local_reply_headers(&reply, grpc_req);
+        let body = if grpc_req && reply.grpc_status.is_some() {
+            Vec::new()
+        } else {
+            reply.body.clone()
+        };
+        let direct = s.resp.started;
+        s.req.aborted = true;
+        s.resp.reset(n);
+        s.resp.headers = headers;
+        s.resp.started = true;
+        s.local_reply = Some(reply);
+        if direct {
+            // Envoy sendDirectLocalReply: the response had started through the encoder
+            // filters, so the reply bypasses them.
+            s.resp.hdr_at = n;
+            s.resp.buf[n] = body;
+            s.resp.aborted = true;
+        } else {
+            // sendLocalReplyViaFilterChain: through every plugin's response callbacks.
+            s.resp.headers_eos = body.is_empty();
+            if !body.is_empty() {
+                s.resp.buf[0] = body;
+                s.resp.fresh[0] = true;
+                s.resp.eos[0] = true;
+            }
+            self.drive(slot, true);
+        }
+        if let Some(s) = self.core().stream_mut(slot) {
+            let headers = s.resp.headers.clone();
+            let body = s.resp.buf[n].clone();
+            if let Some(r) = s.local_reply.as_mut() {
+                r.status = headers
+                    .get(":status")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(r.status);
+                r.headers = headers;
+                r.body = body;
+            }
+        }
+    }
+
+    fn run_actions(&mut self) {
+        for _ in 0..10_000 {
+            let actions = std::mem::take(&mut self.core().actions);
+            if actions.is_empty() {
+                return;
+            }
+            for a in actions {
+                match a {
+                    Action::Continue {
+                        slot,
+                        plugin,
+                        response,
+                    } => self.apply_continue(slot, plugin, response),
+                    Action::Close { slot } => {
+                        if let Some(s) = self.core().stream_mut(slot) {
+                            s.reset = true;
+                            s.req.aborted = true;
+                            s.resp.aborted = true;
+                        }
+                    }
+                    Action::LocalReply { slot, reply, .. } => self.apply_local_reply(slot, reply),
+                }
+            }
+        }
+    }
+
+    // ----- public stream API -----
+
+    /// Open an HTTP stream (contexts are created lazily, at each plugin's first callback).
+    pub fn open_http_stream(&mut self, props: StreamProps) -> StreamId {
+        self.reload_dead();
+        let n = self.slots.len();
+        let core = self.core();
+        let now = core.now();
+        let (slot, gen) = core.alloc_slot();
+        let id = StreamId::new(slot, gen);
+        core.streams[slot as usize].reset_for(id, n, props, now);
+        id
+    }
+
+    fn slot(&self, id: StreamId) -> Result<u32, HostError> {
+        let slot = self
+            .core_ref()
+            .slot_of(id)
+            .ok_or(HostError::UnknownStream(id.0))?;
+        if self.core_ref().stream(slot).is_some_and(|s| s.complete) {
+            return Err(HostError::StreamComplete(id.0));
+        }
+        Ok(slot)
+    }
+
+    fn flow(&self, slot: u32, response: bool) -> Flow {
+        let Some(s) = self.core_ref().stream(slot) else {
+            return Flow::Reset;
+        };
+        if s.reset {
+            return Flow::Reset;
+        }
+        if let Some(r) = &s.local_reply {
+            return Flow::LocalReply(r.clone());
+        }
+        let d = if response { &s.resp } else { &s.req };
+        match d.stopped_at() {
+            Some(pos) => Flow::Paused {
+                plugin: s.pos(response, pos),
+            },
+            None => Flow::Continue,
+        }
+    }
+
+    fn input(
+        &mut self,
+        id: StreamId,
+        response: bool,
+        f: impl FnOnce(&mut crate::stream::Dir),
+    ) -> Result<Flow, HostError> {
+        let slot = self.slot(id)?;
+        if let Some(s) = self.core().stream_mut(slot) {
+            if !(s.reset || (!response && s.local_reply.is_some())) {
+                let d = if response { &mut s.resp } else { &mut s.req };
+                if !d.aborted {
+                    f(d);
+                }
+            }
+        }
+        self.drive(slot, response);
+        self.run_actions();
+        Ok(self.flow(slot, response))
+    }
+
+    /// Request headers from downstream (names lower-cased).
+    pub fn request_headers(
+        &mut self,
+        id: StreamId,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Result<Flow, HostError> {
+        self.input(id, false, |d| {
+            d.headers.fill_from(headers);
+            d.started = true;
+            d.headers_eos = end_of_stream;
+        })
+    }
+
+    /// A request body chunk.
+    pub fn request_body(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Flow, HostError> {
+        self.input(id, false, |d| push_data(d, data, end_of_stream))
+    }
+
+    /// Request trailers (end the request).
+    pub fn request_trailers(
+        &mut self,
+        id: StreamId,
+        trailers: &[(&str, &str)],
+    ) -> Result<Flow, HostError> {
+        self.input(id, false, |d| {
+            d.trailers = Some(Headers::from_pairs(trailers));
+            d.tr_at = Some(0);
+            d.tr_paused = false;
+        })
+    }
+
+    /// Response headers from upstream.
+    pub fn response_headers(
+        &mut self,
+        id: StreamId,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Result<Flow, HostError> {
+        self.input(id, true, |d| {
+            d.headers.fill_from(headers);
+            d.started = true;
+            d.headers_eos = end_of_stream;
+        })
+    }
+
+    /// A response body chunk.
+    pub fn response_body(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Flow, HostError> {
+        self.input(id, true, |d| push_data(d, data, end_of_stream))
+    }
+
+    /// Response trailers.
+    pub fn response_trailers(
+        &mut self,
+        id: StreamId,
+        trailers: &[(&str, &str)],
+    ) -> Result<Flow, HostError> {
+        self.input(id, true, |d| {
+            d.trailers = Some(Headers::from_pairs(trailers));
+            d.tr_at = Some(0);
+            d.tr_paused = false;
+        })
+    }
+
+    /// End the stream: on_done, on_log (headers readable), on_delete for each plugin context;
+    /// outstanding callouts of the stream's contexts are cancelled. The stream stays readable
+    /// through [`Worker::stream`] for the next [`COMPLETED_KEPT`] completions.
+    pub fn complete(&mut self, id: StreamId) -> Result<(), HostError> {
+        let slot = self.slot(id)?;
+        let n = self.slots.len();
+        let now = self.core().now();
+        let ctxs: Vec<PluginCtx> = match self.core().stream_mut(slot) {
+            Some(s) => {
+                s.end_nanos = Some(now);
+                s.ctx.clone()
+            }
+            None => return Err(HostError::UnknownStream(id.0)),
+        };
+        let live = |w: &Worker, p: usize| {
+            let c = ctxs[p];
+            c.id != 0 && !c.skip && c.generation == w.slots[p].generation && w.slots[p].vm.is_some()
+        };
+        for p in 0..n {
+            if live(self, p) {
+                let cid = ctxs[p].id;
+                let r = self.invoke(p, CallCtx::new(CallKind::Done, cid, Some(slot)), |vm| {
+                    vm.call_cb(|c| c.on_done.as_ref(), cid as i32, "proxy_on_done")
+                        .map(|r| r)
+                        .unwrap_or(Ok(1))
+                });
+                if let (Some((0, _)), Some(vm)) = (r, self.slots[p].vm.as_mut()) {
+                    vm.store.data_mut().pending_done.push(cid);
+                }
+            }
+        }
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.in_log = true;
+        }
+        for p in 0..n {
+            if live(self, p) {
+                let cid = ctxs[p].id;
+                self.invoke(p, CallCtx::new(CallKind::Log, cid, Some(slot)), |vm| {
+                    vm.call_cb(|c| c.on_log.as_ref(), cid as i32, "proxy_on_log")
+                        .map(|r| r.map(|_| 0))
+                        .unwrap_or(Ok(0))
+                });
+            }
+        }
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.in_log = false;
+        }
+        for p in 0..n {
+            if live(self, p) {
+                let cid = ctxs[p].id;
+                self.invoke(p, CallCtx::new(CallKind::Delete, cid, Some(slot)), |vm| {
+                    vm.call_cb(|c| c.on_delete.as_ref(), cid as i32, "proxy_on_delete")
+                        .map(|r| r.map(|_| 0))
+                        .unwrap_or(Ok(0))
+                });
+            }
+            if ctxs[p].id != 0 {
+                if let Some(vm) = self.slots[p].vm.as_mut() {
+                    let d = vm.store.data_mut();
+                    d.ctx_streams.remove(&ctxs[p].id);
+                    d.pending_done.retain(|&c| c != ctxs[p].id);
+                }
+                let cid = ctxs[p].id;
+                self.core()
+                    .callouts
+                    .retain(|_, c| !(c.plugin == p && c.ctx == cid));
+            }
+        }
+        let core = self.core();
+        core.actions.retain(|a| match a {
+            Action::Continue { slot: s, .. }
+            | Action::Close { slot: s }
+            | Action::LocalReply { slot: s, .. } => *s != slot,
+        });
+        if let Some(s) = core.stream_mut(slot) {
+            s.complete = true;
+        }
+        self.completed.push_back(id);
+        while self.completed.len() > COMPLETED_KEPT {
+            if let Some(old) = self.completed.pop_front() {
+                let core = self.core();
+                if let Some(s) = core.slot_of(old) {
+                    core.release(s);
+                }
+            }
+        }
+        self.run_actions();
+        Ok(())
+    }
+
+    /// Release a completed stream's slot now (its view is gone).
+    pub fn release(&mut self, id: StreamId) {
+        let core = self.core();
+        if let Some(s) = core.slot_of(id) {
+            if core.stream(s).is_some_and(|st| st.complete) {
+                core.release(s);
+                self.completed.retain(|c| *c != id);
+            }
+        }
+    }
+
+    /// Read-only view of a stream (open, or completed recently).
+    pub fn stream(&self, id: StreamId) -> Option<StreamView<'_>> {
+        let core = self.core_ref();
+        let slot = core.slot_of(id)?;
+        core.stream(slot).map(|s| StreamView { s })
+    }
+
+    // ----- time and events -----
+
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        self.core_ref().timeline.next_due()
+    }
+
+    /// Apply inbox messages (queue-ready callbacks run now; answers go on the timeline).
+    pub(crate) fn drain_inbox(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Inbox::QueueReady {
+                    plugin,
+                    vm_generation,
+                    root_ctx,
+                    token,
+                } => {
+                    if plugin >= self.slots.len() || self.slots[plugin].generation != vm_generation
+                    {
+                        continue;
+                    }
+                    self.invoke(
+                        plugin,
+                        CallCtx::new(CallKind::QueueReady, root_ctx, None),
+                        |vm| {
+                            vm.call_cb(
+                                |c| c.on_queue_ready.as_ref(),
+                                (root_ctx as i32, token as i32),
+                                "proxy_on_queue_ready",
+                            )
+                            .map(|r| r.map(|_| 0))
+                            .unwrap_or(Ok(0))
+                        },
+                    );
+                    self.run_actions();
+                }
+                Inbox::Http { token, response } => {
+                    let core = self.core();
+                    let now = core.now();
+                    core.timeline.push(
+                        now,
+                        Event::Http {
+                            token,
+                            response,
+                            timeout: false,
+                        },
+                    );
+                }
+                Inbox::Grpc { token, reply } => {
+                    let core = self.core();
+                    let now = core.now();
+                    let close = core
+                        .callouts
+                        .get(&token)
+                        .is_none_or(|c| c.kind != CalloutKind::GrpcStream || reply.status != 0);
+                    core.timeline.push(
+                        now,
+                        Event::Grpc {
+                            token,
+                            reply,
+                            close,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Fire the earliest event if due at or before `limit`. Returns false when none is.
+    pub(crate) fn fire_one(&mut self, limit: u64) -> bool {
+        let Some((_, ev)) = self.core().timeline.pop_due(limit) else {
+            return false;
+        };
+        match ev {
+            Event::Tick { plugin, gen } => self.fire_tick(plugin, gen),
+            Event::Http {
+                token,
+                response,
+                timeout,
+            } => self.fire_http(token, response, timeout),
+            Event::Grpc {
+                token,
+                reply,
+                close,
+            } => self.fire_grpc(token, reply, close),
+        }
+        self.run_actions();
+        true
+    }
+
+    fn fire_tick(&mut self, p: usize, gen: u32) {
+        let t = self.core().ticks.get(p).copied().unwrap_or_default();
+        if t.gen != gen || t.period_ms == 0 || self.slots[p].vm.is_none() {
+            return;
+        }
+        let Some(root) = self.slots[p].vm.as_ref().map(|v| v.root_ctx()) else {
+            return;
+        };
+        self.invoke(p, CallCtx::new(CallKind::Tick, root, None), |vm| {
+            vm.call_cb(|c| c.on_tick.as_ref(), root as i32, "proxy_on_tick")
+                .map(|r| r.map(|_| 0))
+                .unwrap_or(Ok(0))
+        });
+        // Re-arm after the tick (drift, no catch-up), unless the period changed meanwhile.
+        let core = self.core();
+        let now = core.now();
+        if let Some(t) = core.ticks.get(p).copied() {
+            if t.gen == gen && t.period_ms > 0 {
+                core.timeline.push(
+                    now + t.period_ms as u64 * 1_000_000,
+                    Event::Tick { plugin: p, gen },
+                );
+            }
+        }
+    }
+
+    fn callout_target(&mut self, token: u32, remove: bool) -> Option<(usize, u32, Option<u32>)> {
+        let core = self.core();
+        let c = if remove {
+            core.callouts.remove(&token)?
+        } else {
+            core.callouts.get(&token)?.clone()
+        };
+        let p = c.plugin;
+        if self.slots[p].generation != c.generation {
+            return None;
+        }
+        let vm = self.slots[p].vm.as_ref()?;
+        let stream = vm.store.data().ctx_streams.get(&c.ctx).copied();
+        Some((p, c.ctx, stream))
+    }
+
+    fn fire_http(&mut self, token: u32, response: Option<HttpResponse>, timeout: bool) {
+        let Some((p, ctx, stream)) = self.callout_target(token, true) else {
+            return;
+        };
+        let mut call = CallCtx::new(CallKind::HttpCallResponse, ctx, stream);
+        let (nh, nb, nt) = response.as_ref().map_or((0, 0, 0), |r| {
+            (r.headers.len(), r.body.len(), r.trailers.len())
+        });
+        call.status = Some(match (&response, timeout) {
+            (Some(_), _) => (0, Vec::new()),
+            (None, true) => (11, b"timeout".to_vec()),
+            (None, false) => (11, b"reset".to_vec()),
+        });
+        call.http_response = response;
+        self.invoke(p, call, |vm| {
+            vm.call_cb(
+                |c| c.on_http_call_response.as_ref(),
+                (ctx as i32, token as i32, nh as i32, nb as i32, nt as i32),
+                "proxy_on_http_call_response",
+            )
+            .map(|r| r.map(|_| 0))
+            .unwrap_or(Ok(0))
+        });
+    }
+
+    fn fire_grpc(&mut self, token: u32, reply: GrpcReply, close: bool) {
+        let Some((p, ctx, stream)) = self.callout_target(token, close) else {
+            return;
+        };
+        let t = token as i32;
+        let c = ctx as i32;
+        if !reply.initial_metadata.is_empty() {
+            let mut call = CallCtx::new(CallKind::Grpc, ctx, stream);
+            let n = reply.initial_metadata.len() as i32;
+            call.grpc_initial = Some(reply.initial_metadata.clone());
+            self.invoke(p, call, |vm| {
+                vm.call_cb(
+                    |c| c.on_grpc_receive_initial_metadata.as_ref(),
+                    (c, t, n),
+                    "proxy_on_grpc_receive_initial_metadata",
+                )
+                .map(|r| r.map(|_| 0))
+                .unwrap_or(Ok(0))
+            });
+        }
+        if reply.status == 0 {
+            let mut call = CallCtx::new(CallKind::Grpc, ctx, stream);
+            let n = reply.message.len() as i32;
+            call.grpc_message = Some(reply.message.clone());
+            self.invoke(p, call, |vm| {
+                vm.call_cb(
+                    |c| c.on_grpc_receive.as_ref(),
+                    (c, t, n),
+                    "proxy_on_grpc_receive",
+                )
+                .map(|r| r.map(|_| 0))
+                .unwrap_or(Ok(0))
+            });
+        }
+        if !reply.trailing_metadata.is_empty() {
+            let mut call = CallCtx::new(CallKind::Grpc, ctx, stream);
+            let n = reply.trailing_metadata.len() as i32;
+            call.grpc_trailing = Some(reply.trailing_metadata.clone());
+            self.invoke(p, call, |vm| {
+                vm.call_cb(
+                    |c| c.on_grpc_receive_trailing_metadata.as_ref(),
+                    (c, t, n),
+                    "proxy_on_grpc_receive_trailing_metadata",
+                )
+                .map(|r| r.map(|_| 0))
+                .unwrap_or(Ok(0))
+            });
+        }
+        if close {
+            let mut call = CallCtx::new(CallKind::GrpcClose, ctx, stream);
+            call.status = Some((
+                reply.status as u32,
+                reply.status_message.clone().into_bytes(),
+            ));
+            let st = reply.status;
+            self.invoke(p, call, |vm| {
+                vm.call_cb(
+                    |c| c.on_grpc_close.as_ref(),
+                    (c, t, st),
+                    "proxy_on_grpc_close",
+                )
+                .map(|r| r.map(|_| 0))
+                .unwrap_or(Ok(0))
+            });
+        }
+    }
+
+    /// Fire everything due now (inbox first, then the timeline in time order).
+    pub fn poll(&mut self) {
+        for _ in 0..100_000 {
+            self.drain_inbox();
+            let now = self.core().now();
+            if !self.fire_one(now) {
+                self.drain_inbox();
+                if self.core_ref().timeline.next_due().is_none_or(|t| t > now) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Advance time by `d`, firing due events in exact time order; with a virtual clock the
+    /// clock is set to each event's due time before it fires. With a real clock this sleeps.
+    pub fn advance(&mut self, d: Duration) {
+        let clock = self.host.inner.clock.clone();
+        let target = clock.now_nanos().saturating_add(d.as_nanos() as u64);
+        if !clock.set_nanos(clock.now_nanos()) {
+            std::thread::sleep(d);
+            self.poll();
+            return;
+        }
+        loop {
+            self.drain_inbox();
+            match self.next_due() {
+                Some(t) if t <= target => {
+                    clock.set_nanos(t);
+                    self.fire_one(t);
+                }
+                _ => break,
+            }
+        }
+        clock.set_nanos(target);
+        self.poll();
+    }
+
+    // ----- callouts answered by the test -----
+
+    /// Outstanding HTTP callouts (answered or not yet), oldest token first.
+    pub fn pending_http_calls(&self) -> Vec<HttpCallRequest> {
+        let mut v: Vec<HttpCallRequest> = self
+            .core_ref()
+            .callouts
+            .values()
+            .filter_map(|c| c.http.clone())
+            .collect();
+        v.sort_by_key(|r| r.token);
+        v
+    }
+
+    /// Outstanding gRPC calls and streams.
+    pub fn pending_grpc_calls(&self) -> Vec<crate::callouts::GrpcCallRequest> {
+        let mut v: Vec<_> = self
+            .core_ref()
+            .callouts
+            .values()
+            .filter_map(|c| c.grpc.clone())
+            .collect();
+        v.sort_by_key(|r| r.token);
+        v
+    }
+
+    /// Answer an outstanding HTTP callout now (delivered before this returns).
+    pub fn answer_http_call(
+        &mut self,
+        token: u32,
+        response: HttpResponse,
+    ) -> Result<(), HostError> {
+        self.answer(token, Some(response))
+    }
+
+    /// Fail an outstanding HTTP callout now (the guest sees 0 headers).
+    pub fn fail_http_call(&mut self, token: u32) -> Result<(), HostError> {
+        self.answer(token, None)
+    }
+
+    fn answer(&mut self, token: u32, response: Option<HttpResponse>) -> Result<(), HostError> {
+        let core = self.core();
+        if !core.callouts.contains_key(&token) {
+            return Err(HostError::UnknownCallout(token));
+        }
+        let now = core.now();
+        core.timeline.push(
+            now,
+            Event::Http {
+                token,
+                response,
+                timeout: false,
+            },
+        );
+        self.poll();
+        Ok(())
+    }
+
+    /// Answer an outstanding gRPC call or stream now.
+    pub fn answer_grpc_call(&mut self, token: u32, reply: GrpcReply) -> Result<(), HostError> {
+        let core = self.core();
+        let Some(c) = core.callouts.get(&token) else {
+            return Err(HostError::UnknownCallout(token));
+        };
+        let close = c.kind != CalloutKind::GrpcStream || reply.status != 0;
+        let now = core.now();
+        core.timeline.push(
+            now,
+            Event::Grpc {
+                token,
+                reply,
+                close,
+            },
+        );
+        self.poll();
+        Ok(())
+    }
+
+    /// Is the VM of chain plugin `i` alive (not dead after a trap)?
+    pub fn plugin_alive(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.vm.is_some())
+    }
+
+    /// Number of events waiting on this worker's timeline.
+    pub fn pending_events(&self) -> usize {
+        self.core_ref().timeline.len()
+    }
+}
+
+fn push_data(d: &mut crate::stream::Dir, data: &[u8], eos: bool) {
+    d.buf[0].extend_from_slice(data);
+    d.received += data.len();
+    d.eos[0] |= eos;
+    if !data.is_empty() || eos {
+        d.fresh[0] = true;
+    }
+}
+
+/// Envoy `failStream`: 503, gRPC UNAVAILABLE, details `wasm_fail_stream`.
+fn fail_reply(plugin: usize) -> LocalReply {
+    LocalReply {
+        status: 503,
+        headers: Headers::new(),
+        body: Vec::new(),
+        details: "wasm_fail_stream".to_string(),
+        grpc_status: Some(14),
+        plugin,
+    }
+}
+
+fn local_reply_headers(r: &LocalReply, grpc_req: bool) -> Headers {
+    let mut h = Headers::new();
+    if grpc_req && r.grpc_status.is_some() {
+        // A gRPC local reply is a trailers-only response (Envoy `Grpc::Utility`).
+        h.add(b":status", b"200");
+        h.add(b"content-type", b"application/grpc");
+        h.add(
+            b"grpc-status",
+            r.grpc_status.unwrap_or(2).to_string().as_bytes(),
+        );
+        if !r.body.is_empty() {
+            h.add(b"grpc-message", &r.body);
+        }
+    } else {
+        h.add(b":status", r.status.to_string().as_bytes());
+    }
+    for (k, v) in &r.headers.0 {
+        if k != b":status" {
+            h.add(k, v);
+        }
+    }
+    if !(grpc_req && r.grpc_status.is_some()) && !r.body.is_empty() {
+        if h.get_bytes(b"content-type").is_none() {
+            h.add(b"content-type", b"text/plain");
+        }
+        h.replace(b"content-length", r.body.len().to_string().as_bytes());
+    }
+    h
+}
