@@ -92,21 +92,27 @@ pub fn lookup(path: Option<&Path>, registry: &str) -> Result<Found, OciError> {
         path: path.to_path_buf(),
         detail,
     };
-    let config: DockerConfig = serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let config: DockerConfig =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let entry = config
         .auths
         .iter()
         .find(|(key, _)| registry_key(key) == registry_key(registry))
         .map(|(_, v)| v);
     if let Some(entry) = entry {
-        let (username, password) = if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
+        let (username, password) = if let Some(auth) =
+            entry.auth.as_deref().filter(|a| !a.is_empty())
+        {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
                 .map_err(|e| bad(format!("auths.{registry}.auth is not base64: {e}")))?;
-            let decoded = String::from_utf8(decoded).map_err(|_| bad(format!("auths.{registry}.auth is not UTF-8")))?;
-            let (u, p) = decoded
-                .split_once(':')
-                .ok_or_else(|| bad(format!("auths.{registry}.auth does not decode to user:password")))?;
+            let decoded = String::from_utf8(decoded)
+                .map_err(|_| bad(format!("auths.{registry}.auth is not UTF-8")))?;
+            let (u, p) = decoded.split_once(':').ok_or_else(|| {
+                bad(format!(
+                    "auths.{registry}.auth does not decode to user:password"
+                ))
+            })?;
             (u.to_string(), p.to_string())
         } else if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
             (u.clone(), p.clone())
@@ -157,7 +163,11 @@ fn registry_key(key: &str) -> String {
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
-    let host = no_scheme.split('/').next().unwrap_or(no_scheme).to_ascii_lowercase();
+    let host = no_scheme
+        .split('/')
+        .next()
+        .unwrap_or(no_scheme)
+        .to_ascii_lowercase();
     match host.as_str() {
         "docker.io" | "registry-1.docker.io" => "index.docker.io".into(),
         _ => host,
@@ -179,7 +189,9 @@ mod tests {
     fn auth_entries_are_decoded_and_matched_by_host() {
         // "alice:s3cr:et" base64
         let b64 = base64::engine::general_purpose::STANDARD.encode("alice:s3cr:et");
-        let (_d, path) = config(&format!(r#"{{"auths":{{"https://127.0.0.1:5000/v2/":{{"auth":"{b64}"}}}}}}"#));
+        let (_d, path) = config(&format!(
+            r#"{{"auths":{{"https://127.0.0.1:5000/v2/":{{"auth":"{b64}"}}}}}}"#
+        ));
         let found = lookup(Some(&path), "127.0.0.1:5000").unwrap();
         assert_eq!(
             found.credentials,
@@ -189,8 +201,14 @@ mod tests {
             }
         );
         assert!(found.source.starts_with("user alice from "));
-        assert!(!format!("{found:?}").contains("s3cr"), "the password is never printed");
-        assert_eq!(lookup(Some(&path), "other:5000").unwrap().credentials, Credentials::Anonymous);
+        assert!(
+            !format!("{found:?}").contains("s3cr"),
+            "the password is never printed"
+        );
+        assert_eq!(
+            lookup(Some(&path), "other:5000").unwrap().credentials,
+            Credentials::Anonymous
+        );
     }
 
     #[test]
@@ -208,6 +226,9 @@ mod tests {
         let err = lookup(Some(&path), "r:1").unwrap_err().to_string();
         assert!(err.contains("not base64"), "{err}");
         let (_d, path) = config("{not json");
-        assert!(lookup(Some(&path), "r:1").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(lookup(Some(&path), "r:1")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
     }
 }

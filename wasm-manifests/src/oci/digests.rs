@@ -32,7 +32,11 @@ pub fn read_digests(path: &Path) -> Result<Digests, OciError> {
 /// Writes `digests` to `path`, merged over what the file already holds (pushing one filter keeps
 /// the others' entries). Sorted keys, one entry per line.
 pub fn write_digests(path: &Path, digests: &Digests) -> Result<Digests, OciError> {
-    let mut merged = if path.exists() { read_digests(path)? } else { Digests::new() };
+    let mut merged = if path.exists() {
+        read_digests(path)?
+    } else {
+        Digests::new()
+    };
     merged.extend(digests.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut text = serde_json::to_string_pretty(&merged)
         .map_err(|e| OciError::io("cannot encode", path, std::io::Error::other(e)))?;
@@ -46,8 +50,11 @@ pub fn write_digests(path: &Path, digests: &Digests) -> Result<Digests, OciError
 
 /// `sha256:` followed by 64 lower-case hex digits.
 pub fn is_sha256_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]
@@ -63,7 +70,10 @@ mod tests {
         write_digests(&path, &Digests::from([("ratelimit".into(), a.clone())])).unwrap();
         write_digests(&path, &Digests::from([("degrade".into(), b.clone())])).unwrap();
         let back = read_digests(&path).unwrap();
-        assert_eq!(back, Digests::from([("ratelimit".into(), a), ("degrade".into(), b)]));
+        assert_eq!(
+            back,
+            Digests::from([("ratelimit".into(), a), ("degrade".into(), b)])
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.find("degrade").unwrap() < text.find("ratelimit").unwrap());
     }

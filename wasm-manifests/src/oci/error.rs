@@ -164,7 +164,11 @@ pub enum OciError {
 
 impl OciError {
     /// Shorthand for an [`OciError::Io`].
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         OciError::Io {
             action,
             path: path.into(),

@@ -63,7 +63,9 @@ impl FromStr for Variant {
         match s {
             "compat" => Ok(Variant::Compat),
             "artifact" => Ok(Variant::Artifact),
-            other => Err(format!("unknown image variant {other:?} (expected compat or artifact)")),
+            other => Err(format!(
+                "unknown image variant {other:?} (expected compat or artifact)"
+            )),
         }
     }
 }
@@ -208,7 +210,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// bytes do not depend on map order or serde_json features.
 pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, OciError> {
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
     value
         .serialize(&mut ser)
         .map_err(|e| OciError::io("cannot encode", "JSON", std::io::Error::other(e)))?;
@@ -309,10 +312,19 @@ mod tests {
         assert_eq!(m["layers"][0]["size"], image.layers[0].data.len());
         assert_eq!(m["annotations"][ANNOTATION_VARIANT], "compat");
         assert_eq!(m["annotations"][ANNOTATION_TITLE], "ratelimit");
-        assert_eq!(m["annotations"][ANNOTATION_MODULE_SHA256], sha256_hex(MODULE));
-        assert_eq!(extract_plugin(&image.layers[0].data).unwrap().unwrap(), MODULE);
+        assert_eq!(
+            m["annotations"][ANNOTATION_MODULE_SHA256],
+            sha256_hex(MODULE)
+        );
+        assert_eq!(
+            extract_plugin(&image.layers[0].data).unwrap().unwrap(),
+            MODULE
+        );
         let config: Value = serde_json::from_slice(&image.config.data).unwrap();
-        assert!(config.get("created").is_none(), "no timestamp in the config");
+        assert!(
+            config.get("created").is_none(),
+            "no timestamp in the config"
+        );
         assert_eq!(image.blobs().len(), 2);
     }
 
@@ -321,7 +333,11 @@ mod tests {
         let image = build_image(&spec(MODULE, Variant::Artifact)).unwrap();
         let m = manifest_json(&image);
         let layers = m["layers"].as_array().unwrap();
-        assert_eq!(layers.len(), 2, "Istio's artifact path wants exactly two layers");
+        assert_eq!(
+            layers.len(),
+            2,
+            "Istio's artifact path wants exactly two layers"
+        );
         assert_eq!(layers[0]["mediaType"], MEDIA_WASM_CONFIG);
         assert_eq!(layers[1]["mediaType"], MEDIA_WASM_CONTENT);
         assert_eq!(m["config"]["mediaType"], MEDIA_WASM_CONFIG);
@@ -338,11 +354,16 @@ mod tests {
     fn manifest_keys_are_sorted_and_compact() {
         let image = build_image(&spec(MODULE, Variant::Compat)).unwrap();
         let text = String::from_utf8(image.manifest.clone()).unwrap();
-        assert!(text.starts_with("{\"annotations\":{\"dev.meshward.module.sha256\""), "{text}");
+        assert!(
+            text.starts_with("{\"annotations\":{\"dev.meshward.module.sha256\""),
+            "{text}"
+        );
         assert!(!text.contains(' ') && !text.contains('\n'));
         let a = text.find("\"config\"").unwrap();
         let l = text.find("\"layers\"").unwrap();
-        let mt = text.find("\"mediaType\":\"application/vnd.oci.image.manifest").unwrap();
+        let mt = text
+            .find("\"mediaType\":\"application/vnd.oci.image.manifest")
+            .unwrap();
         assert!(a < l && l < mt);
     }
 

@@ -51,7 +51,12 @@ impl LayoutImage {
 
 /// Writes `manifest` and `blobs` as a layout in `dir`, tagged `tag`. An existing layout in
 /// `dir` is replaced; an existing non-empty directory that is not a layout is refused.
-pub fn write_layout(dir: &Path, manifest: &[u8], blobs: &[&Blob], tag: &str) -> Result<(), OciError> {
+pub fn write_layout(
+    dir: &Path,
+    manifest: &[u8],
+    blobs: &[&Blob],
+    tag: &str,
+) -> Result<(), OciError> {
     check_tag(tag)?;
     if dir.exists() {
         let is_layout = dir.join("oci-layout").is_file();
@@ -70,7 +75,9 @@ pub fn write_layout(dir: &Path, manifest: &[u8], blobs: &[&Blob], tag: &str) -> 
     }
     let blob_dir = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blob_dir).map_err(|e| OciError::io("cannot create", &blob_dir, e))?;
-    let write = |path: PathBuf, data: &[u8]| std::fs::write(&path, data).map_err(|e| OciError::io("cannot write", path, e));
+    let write = |path: PathBuf, data: &[u8]| {
+        std::fs::write(&path, data).map_err(|e| OciError::io("cannot write", path, e))
+    };
     let digest = sha256_digest(manifest);
     write(blob_path(dir, &digest)?, manifest)?;
     for blob in blobs {
@@ -89,7 +96,10 @@ pub fn write_layout(dir: &Path, manifest: &[u8], blobs: &[&Blob], tag: &str) -> 
         }],
     });
     write(dir.join("index.json"), &canonical_json(&index)?)?;
-    write(dir.join("oci-layout"), &canonical_json(&json!({ "imageLayoutVersion": "1.0.0" }))?)?;
+    write(
+        dir.join("oci-layout"),
+        &canonical_json(&json!({ "imageLayoutVersion": "1.0.0" }))?,
+    )?;
     Ok(())
 }
 
@@ -101,7 +111,9 @@ pub fn read_layout(dir: &Path, tag: Option<&str>) -> Result<LayoutImage, OciErro
         detail,
     };
     if !dir.join("oci-layout").is_file() {
-        return Err(bad("no oci-layout file (build it with `meshward package`)".into()));
+        return Err(bad(
+            "no oci-layout file (build it with `meshward package`)".into()
+        ));
     }
     let index_path = dir.join("index.json");
     let index: Value = serde_json::from_slice(
@@ -111,7 +123,11 @@ pub fn read_layout(dir: &Path, tag: Option<&str>) -> Result<LayoutImage, OciErro
     let entries = index["manifests"]
         .as_array()
         .ok_or_else(|| bad("index.json has no manifests list".into()))?;
-    let tag_of = |e: &Value| e["annotations"][ANNOTATION_REF_NAME].as_str().map(str::to_string);
+    let tag_of = |e: &Value| {
+        e["annotations"][ANNOTATION_REF_NAME]
+            .as_str()
+            .map(str::to_string)
+    };
     let tags: Vec<String> = entries.iter().filter_map(tag_of).collect();
     let entry = match tag {
         Some(t) => entries.iter().find(|e| tag_of(e).as_deref() == Some(t)),
@@ -127,29 +143,44 @@ pub fn read_layout(dir: &Path, tag: Option<&str>) -> Result<LayoutImage, OciErro
     let entry = entry.ok_or_else(|| OciError::TagNotInLayout {
         path: dir.to_path_buf(),
         tag: tag.unwrap_or_default().to_string(),
-        available: if tags.is_empty() { "none".into() } else { tags.join(", ") },
+        available: if tags.is_empty() {
+            "none".into()
+        } else {
+            tags.join(", ")
+        },
     })?;
     let found_tag = tag_of(entry).unwrap_or_default();
-    let media_type = entry["mediaType"].as_str().unwrap_or(MEDIA_MANIFEST).to_string();
+    let media_type = entry["mediaType"]
+        .as_str()
+        .unwrap_or(MEDIA_MANIFEST)
+        .to_string();
     let digest = entry["digest"]
         .as_str()
         .ok_or_else(|| bad("index entry without a digest".into()))?
         .to_string();
     let manifest = read_blob(dir, &digest)?;
-    let parsed: Value =
-        serde_json::from_slice(&manifest).map_err(|e| bad(format!("manifest {digest} is not JSON: {e}")))?;
+    let parsed: Value = serde_json::from_slice(&manifest)
+        .map_err(|e| bad(format!("manifest {digest} is not JSON: {e}")))?;
     let mut blobs: Vec<Blob> = Vec::new();
-    let descriptors = std::iter::once(&parsed["config"]).chain(parsed["layers"].as_array().into_iter().flatten());
+    let descriptors =
+        std::iter::once(&parsed["config"]).chain(parsed["layers"].as_array().into_iter().flatten());
     for d in descriptors {
-        let (Some(media_type), Some(digest)) = (d["mediaType"].as_str(), d["digest"].as_str()) else {
-            return Err(bad(format!("manifest descriptor without mediaType/digest: {d}")));
+        let (Some(media_type), Some(digest)) = (d["mediaType"].as_str(), d["digest"].as_str())
+        else {
+            return Err(bad(format!(
+                "manifest descriptor without mediaType/digest: {d}"
+            )));
         };
         if blobs.iter().any(|b| b.digest == digest) {
             continue;
         }
         let data = read_blob(dir, digest)?;
         if d["size"].as_u64() != Some(data.len() as u64) {
-            return Err(bad(format!("blob {digest} has {} bytes, the manifest says {}", data.len(), d["size"])));
+            return Err(bad(format!(
+                "blob {digest} has {} bytes, the manifest says {}",
+                data.len(),
+                d["size"]
+            )));
         }
         blobs.push(Blob {
             media_type: media_type.to_string(),
@@ -191,7 +222,10 @@ fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>, OciError> {
     if sha256_digest(&data) != digest {
         return Err(OciError::BadLayout {
             path: dir.to_path_buf(),
-            detail: format!("blob {digest} is corrupt: its content hashes to {}", sha256_digest(&data)),
+            detail: format!(
+                "blob {digest} is corrupt: its content hashes to {}",
+                sha256_digest(&data)
+            ),
         });
     }
     Ok(data)
@@ -245,9 +279,14 @@ mod tests {
         let img = image(Variant::Compat);
         write_layout(&dir, &img.manifest, &img.blobs(), "0.1.0").unwrap();
         let err = read_layout(&dir, Some("9.9.9")).unwrap_err().to_string();
-        assert!(err.contains("no image tagged \"9.9.9\"") && err.contains("0.1.0"), "{err}");
+        assert!(
+            err.contains("no image tagged \"9.9.9\"") && err.contains("0.1.0"),
+            "{err}"
+        );
 
-        let layer = dir.join("blobs/sha256").join(img.layers[0].digest.trim_start_matches("sha256:"));
+        let layer = dir
+            .join("blobs/sha256")
+            .join(img.layers[0].digest.trim_start_matches("sha256:"));
         std::fs::write(&layer, b"tampered").unwrap();
         let err = read_layout(&dir, None).unwrap_err().to_string();
         assert!(err.contains("is corrupt"), "{err}");

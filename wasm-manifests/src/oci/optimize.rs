@@ -71,7 +71,11 @@ impl WasmOpt {
         if !out.status.success() {
             return Err(OciError::WasmOptFailed {
                 module: "(version check)".into(),
-                detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+                detail: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -81,7 +85,8 @@ impl WasmOpt {
     pub fn optimize(&self, name: &str, module: &[u8]) -> Result<Optimized, OciError> {
         validate(name, module)?;
         let version = self.version()?;
-        let dir = tempfile::tempdir().map_err(|e| OciError::io("cannot create", std::env::temp_dir(), e))?;
+        let dir = tempfile::tempdir()
+            .map_err(|e| OciError::io("cannot create", std::env::temp_dir(), e))?;
         let input = dir.path().join("in.wasm");
         let output = dir.path().join("out.wasm");
         std::fs::write(&input, module).map_err(|e| OciError::io("cannot write", &input, e))?;
@@ -101,7 +106,11 @@ impl WasmOpt {
         if !out.status.success() {
             return Err(OciError::WasmOptFailed {
                 module: name.into(),
-                detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+                detail: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             });
         }
         let bytes = std::fs::read(&output).map_err(|e| OciError::io("cannot read", &output, e))?;

@@ -43,7 +43,12 @@ pub struct Packaged {
 }
 
 /// Packages `module` as filter `name` into `out/<name>`.
-pub fn package(name: &str, module: &[u8], out: &Path, options: &PackageOptions) -> Result<Packaged, OciError> {
+pub fn package(
+    name: &str,
+    module: &[u8],
+    out: &Path,
+    options: &PackageOptions,
+) -> Result<Packaged, OciError> {
     check_component("image name", name)?;
     let optimized = match &options.optimizer {
         Some(opt) => opt.optimize(name, module)?,
@@ -53,7 +58,10 @@ pub fn package(name: &str, module: &[u8], out: &Path, options: &PackageOptions) 
         name,
         module: &optimized.bytes,
         variant: options.variant,
-        annotations: BTreeMap::from([(ANNOTATION_OPTIMIZER.to_string(), optimized.optimizer.clone())]),
+        annotations: BTreeMap::from([(
+            ANNOTATION_OPTIMIZER.to_string(),
+            optimized.optimizer.clone(),
+        )]),
         root_ids: options.root_ids.clone(),
     })?;
     let dir = out.join(name);

@@ -101,7 +101,11 @@ impl Registry {
     }
 
     fn credentials(&self, reference: &Reference) -> Result<Found, OciError> {
-        let path = self.options.docker_config.clone().or_else(credentials::default_config_path);
+        let path = self
+            .options
+            .docker_config
+            .clone()
+            .or_else(credentials::default_config_path);
         credentials::lookup(path.as_deref(), reference.registry())
     }
 
@@ -139,11 +143,15 @@ impl Registry {
                     .map_err(|e| ctx.classify("push blob", e))?;
                 uploaded += 1;
             }
-            let content_type = http::HeaderValue::from_str(&image.media_type).map_err(|e| OciError::Registry {
-                operation: "push manifest",
-                reference: reference.to_string(),
-                detail: format!("media type {:?} is not a valid header value: {e}", image.media_type),
-            })?;
+            let content_type =
+                http::HeaderValue::from_str(&image.media_type).map_err(|e| OciError::Registry {
+                    operation: "push manifest",
+                    reference: reference.to_string(),
+                    detail: format!(
+                        "media type {:?} is not a valid header value: {e}",
+                        image.media_type
+                    ),
+                })?;
             self.client
                 .push_manifest_raw(&r, image.manifest.clone(), content_type)
                 .await
@@ -197,16 +205,20 @@ impl Registry {
 }
 
 fn parse_reference(reference: &str) -> Result<Reference, OciError> {
-    reference.parse::<Reference>().map_err(|e| OciError::BadReference {
-        reference: reference.to_string(),
-        detail: e.to_string(),
-    })
+    reference
+        .parse::<Reference>()
+        .map_err(|e| OciError::BadReference {
+            reference: reference.to_string(),
+            detail: e.to_string(),
+        })
 }
 
 fn to_auth(credentials: &Credentials) -> RegistryAuth {
     match credentials {
         Credentials::Anonymous => RegistryAuth::Anonymous,
-        Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+        Credentials::Basic { username, password } => {
+            RegistryAuth::Basic(username.clone(), password.clone())
+        }
     }
 }
 
@@ -262,7 +274,9 @@ impl Ctx<'_> {
                 }
                 self.other(operation, detail)
             }
-            OciDistributionError::UnauthorizedError { url } => self.auth_refused(format!("401 Unauthorized at {url}")),
+            OciDistributionError::UnauthorizedError { url } => {
+                self.auth_refused(format!("401 Unauthorized at {url}"))
+            }
             OciDistributionError::AuthenticationFailure(reason) => {
                 self.auth_refused(format!("token request failed: {}", reason.trim()))
             }
@@ -288,7 +302,9 @@ impl Ctx<'_> {
                 } else if codes.iter().any(|c| {
                     matches!(
                         c,
-                        OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::NotFound
                     )
                 }) {
                     self.not_found(text)
