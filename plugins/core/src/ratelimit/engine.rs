@@ -1,0 +1,279 @@
+//! Several rules, one request: check-then-commit over a [`Store`] with bounded CAS retries.
+//! Phase 1 reads every rule's slot and decides without writing: one rejection ends it and
+//! nothing is consumed. Phase 2 commits each rule with compare-and-swap, re-deciding on a
+//! fresh record when another worker won the race; if a rule flips to "reject" meanwhile, or
+//! CAS retries run out, the rules already committed are refunded. Under contention on the
+//! same slots a refund can make a concurrent request see a fuller bucket than it ends up
+//! being for a moment (transient under-admission, never over-admission).
+//! Knows nothing of proxy-wasm: the filter's store wraps shared data.
+
+use super::algo::{decide, refund, Params, Record, Verdict};
+
+/// Why a store operation failed (other than a CAS mismatch, which is normal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// Versioned slots (proxy-wasm shared data, or memory in tests).
+pub trait Store {
+    /// The slot's record and version, `None` when the slot was never written.
+    fn load(&mut self, key: &[u8]) -> Result<Option<(Record, u32)>, StoreError>;
+    /// Creates the slot with `rec` if it does not exist yet (atomically with respect to
+    /// other creators); an existing slot is left alone.
+    fn create(&mut self, key: &[u8], rec: Record) -> Result<(), StoreError>;
+    /// Replaces the slot if its version is still `version`; `Ok(false)` on a CAS mismatch.
+    fn replace(&mut self, key: &[u8], rec: Record, version: u32) -> Result<bool, StoreError>;
+}
+
+/// One rule applied to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Slot key in the store.
+    pub slot: Vec<u8>,
+    /// Algorithm and numbers.
+    pub params: Params,
+    /// Units this request costs.
+    pub cost: u64,
+}
+
+/// Per-rule numbers for headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleState {
+    /// Units left (0 when this rule rejected).
+    pub remaining: u64,
+    /// Ns until more quota (retry-after for a rejecting rule, reset otherwise).
+    pub reset_ns: u64,
+}
+
+/// The combined outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every rule admitted (and was charged); forward after `delay_ns`.
+    Allow {
+        /// Longest delay any rule asked for.
+        delay_ns: u64,
+        /// Per check, in order.
+        states: Vec<RuleState>,
+    },
+    /// `rule` (index into the checks) rejected; nothing was charged.
+    Reject {
+        /// The first rejecting check.
+        rule: usize,
+        /// Ns until the request could pass that rule.
+        retry_after_ns: u64,
+        /// Per check, in order.
+        states: Vec<RuleState>,
+    },
+    /// CAS retries ran out on `rule` (or the store failed); nothing was charged.
+    Exhausted {
+        /// The check that could not be committed.
+        rule: usize,
+        /// The store error, if that was the cause.
+        error: Option<StoreError>,
+    },
+}
+
+fn load_or_create(store: &mut dyn Store, slot: &[u8]) -> Result<(Record, u32), StoreError> {
+    if let Some(v) = store.load(slot)? {
+        return Ok(v);
+    }
+    store.create(slot, Record::default())?;
+    store
+        .load(slot)?
+        .ok_or_else(|| StoreError("slot vanished right after it was created".into()))
+}
+
+/// Evaluates `checks` at `now` with at most `retries` CAS attempts per rule.
+pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32) -> Outcome {
+    let mut states = vec![RuleState::default(); checks.len()];
+    let mut loaded = Vec::with_capacity(checks.len());
+    // Phase 1: decide on a snapshot, write nothing.
+    for (i, c) in checks.iter().enumerate() {
+        let (rec, ver) = match store.load(&c.slot) {
+            Ok(v) => v.map_or((None, None), |(r, v)| (Some(r), Some(v))),
+            Err(e) => {
+                return Outcome::Exhausted {
+                    rule: i,
+                    error: Some(e),
+                }
+            }
+        };
+        match decide(&c.params, rec, now, c.cost) {
+            Verdict::Allow {
+                remaining,
+                reset_ns,
+                ..
+            } => {
+                if let Some(s) = states.get_mut(i) {
+                    *s = RuleState {
+                        remaining,
+                        reset_ns,
+                    };
+                }
+            }
+            Verdict::Reject { retry_after_ns, .. } => {
+                if let Some(s) = states.get_mut(i) {
+                    *s = RuleState {
+                        remaining: 0,
+                        reset_ns: retry_after_ns,
+                    };
+                }
+                // Fill in the others' current numbers for the headers.
+                return Outcome::Reject {
+                    rule: i,
+                    retry_after_ns,
+                    states,
+                };
+            }
+        }
+        loaded.push(rec.zip(ver));
+    }
+    // Phase 2: commit each with CAS; undo on a late rejection.
+    let mut delay_ns = 0u64;
+    for (i, c) in checks.iter().enumerate() {
+        let mut snapshot = loaded.get(i).copied().flatten();
+        let mut committed = false;
+        for _ in 0..retries.max(1) {
+            let (rec, ver) = match snapshot {
+                Some(v) => v,
+                None => match load_or_create(store, &c.slot) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        undo(store, checks, i, now, retries);
+                        return Outcome::Exhausted {
+                            rule: i,
+                            error: Some(e),
+                        };
+                    }
+                },
+            };
+            match decide(&c.params, Some(rec), now, c.cost) {
+                Verdict::Allow {
+                    next,
+                    delay_ns: d,
+                    remaining,
+                    reset_ns,
+                } => match store.replace(&c.slot, next, ver) {
+                    Ok(true) => {
+                        delay_ns = delay_ns.max(d);
+                        if let Some(s) = states.get_mut(i) {
+                            *s = RuleState {
+                                remaining,
+                                reset_ns,
+                            };
+                        }
+                        committed = true;
+                        break;
+                    }
+                    Ok(false) => snapshot = None,
+                    Err(e) => {
+                        undo(store, checks, i, now, retries);
+                        return Outcome::Exhausted {
+                            rule: i,
+                            error: Some(e),
+                        };
+                    }
+                },
+                Verdict::Reject { retry_after_ns, .. } => {
+                    undo(store, checks, i, now, retries);
+                    if let Some(s) = states.get_mut(i) {
+                        *s = RuleState {
+                            remaining: 0,
+                            reset_ns: retry_after_ns,
+                        };
+                    }
+                    return Outcome::Reject {
+                        rule: i,
+                        retry_after_ns,
+                        states,
+                    };
+                }
+            }
+        }
+        if !committed {
+            undo(store, checks, i, now, retries);
+            return Outcome::Exhausted {
+                rule: i,
+                error: None,
+            };
+        }
+    }
+    Outcome::Allow { delay_ns, states }
+}
+
+/// Refunds the first `upto` checks (best effort, bounded retries).
+fn undo(store: &mut dyn Store, checks: &[Check], upto: usize, now: u64, retries: u32) {
+    refund_all(store, checks.get(..upto).unwrap_or(&[]), now, retries);
+}
+
+/// Gives back what `checks` charged (e.g. when the global service said OVER_LIMIT after the
+/// local rules had admitted the request). Best effort with bounded CAS retries.
+pub fn refund_all(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32) {
+    for c in checks {
+        for _ in 0..retries.max(1) {
+            match store.load(&c.slot) {
+                Ok(Some((rec, ver))) => {
+                    let back = refund(&c.params, rec, now, c.cost);
+                    if !matches!(store.replace(&c.slot, back, ver), Ok(false)) {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// A `Store` in memory with Envoy's shared-data versioning, for tests and native use.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    slots: std::collections::HashMap<Vec<u8>, (Record, u32)>,
+    next_version: u32,
+}
+
+impl MemoryStore {
+    /// Empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of slots written.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn bump(&mut self) -> u32 {
+        self.next_version = self.next_version.wrapping_add(1).max(1);
+        self.next_version
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&mut self, key: &[u8]) -> Result<Option<(Record, u32)>, StoreError> {
+        Ok(self.slots.get(key).copied())
+    }
+
+    fn create(&mut self, key: &[u8], rec: Record) -> Result<(), StoreError> {
+        if !self.slots.contains_key(key) {
+            let v = self.bump();
+            self.slots.insert(key.to_vec(), (rec, v));
+        }
+        Ok(())
+    }
+
+    fn replace(&mut self, key: &[u8], rec: Record, version: u32) -> Result<bool, StoreError> {
+        match self.slots.get(key) {
+            Some((_, v)) if *v != version => Ok(false),
+            _ => {
+                let v = self.bump();
+                self.slots.insert(key.to_vec(), (rec, v));
+                Ok(true)
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! A validated policy compiled for the request path: which route, which client, which tier,
+//! which slots. Builds the [`Check`]s the engine evaluates and the descriptors the global
+//! service is asked about. No I/O, no clock, no panics: every lookup is total.
+//!
+//! Keys are bounded: a rule's key material (masked client address, header values, ...) is
+//! hashed into one of `shared.slots` slots, so the store holds at most `slots` entries per
+//! rule whatever clients send. Two keys in one slot share a bucket (the cost of a collision
+//! is under-admission for both, never over-admission); with `n` active keys the share of
+//! keys that collide is about `1 - e^(-n/slots)`.
+
+use std::net::IpAddr;
+
+use crate::policy::{
+    canonical_ip, mask_ip, Algorithm, IpSource, KeyPart, Policy, Rate, RateLimitSettings,
+    RequestAttrs, Rule,
+};
+
+use super::algo::Params;
+use super::engine::Check;
+
+/// How a client address is treated before any rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// In `deny_cidrs`: 403.
+    Deny,
+    /// In `allow_cidrs`: no rule applies.
+    Bypass,
+    /// Rules apply.
+    Limit,
+}
+
+/// One rule of the matched route, ready for this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRule {
+    /// Index of the rule in its route.
+    pub index: usize,
+    /// Rule name.
+    pub name: String,
+    /// The engine's check (slot + params + cost).
+    pub check: Check,
+    /// Effective rate (after the tier override).
+    pub rate: Rate,
+    /// Shadow rule.
+    pub shadow: bool,
+    /// Global rule: RLS descriptor entries.
+    pub descriptor: Option<Vec<(String, String)>>,
+}
+
+/// Everything the filter needs for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Index and name of the matched route.
+    pub route: (usize, String),
+    /// The request's tier (when tiers are configured).
+    pub tier: Option<String>,
+    /// The route's rules, in policy order.
+    pub rules: Vec<PlannedRule>,
+}
+
+impl Plan {
+    /// Enforcing local rules.
+    pub fn local(&self) -> impl Iterator<Item = &PlannedRule> {
+        self.rules
+            .iter()
+            .filter(|r| !r.shadow && r.descriptor.is_none())
+    }
+    /// Shadow local rules.
+    pub fn shadow(&self) -> impl Iterator<Item = &PlannedRule> {
+        self.rules
+            .iter()
+            .filter(|r| r.shadow && r.descriptor.is_none())
+    }
+    /// Global rules.
+    pub fn global(&self) -> impl Iterator<Item = &PlannedRule> {
+        self.rules.iter().filter(|r| r.descriptor.is_some())
+    }
+}
+
+/// The compiled policy.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    policy: Policy,
+    settings: RateLimitSettings,
+}
+
+/// FNV-1a 64 with a splitmix64 finish: cheap, stable across workers and builds.
+pub fn hash64(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0x1f;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Parses an address as it appears in `source.address` or X-Forwarded-For: `a.b.c.d`,
+/// `a.b.c.d:port`, `::1`, `[::1]:port`. IPv4-mapped IPv6 becomes IPv4.
+pub fn parse_addr(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical_ip(ip));
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let inner = rest.split(']').next()?;
+        return inner.parse::<IpAddr>().ok().map(canonical_ip);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    if port.bytes().all(|b| b.is_ascii_digit()) {
+        host.parse::<IpAddr>().ok().map(canonical_ip)
+    } else {
+        None
+    }
+}
+
+impl Limiter {
+    /// Compiles a policy (which the caller has validated).
+    pub fn new(policy: Policy) -> Self {
+        let settings = policy.ratelimit_settings();
+        Self { policy, settings }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The filter-wide settings.
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    /// The client address: the peer, or with `source: xff` the `trusted_hops`-th entry of
+    /// X-Forwarded-For from the right (each trusted proxy appended the address it saw).
+    /// Entries a client wrote itself are left of those and never read; when the header has
+    /// fewer entries than trusted hops, or the chosen entry is not an address, the peer
+    /// address is used.
+    pub fn client_ip(&self, peer: Option<IpAddr>, xff: Option<&str>) -> Option<IpAddr> {
+        let ci = &self.settings.client_ip;
+        if ci.source == IpSource::Peer || ci.trusted_hops == 0 {
+            return peer.map(canonical_ip);
+        }
+        let chosen = xff.and_then(|x| {
+            let entries: Vec<&str> = x.split(',').collect();
+            let idx = entries.len().checked_sub(usize::from(ci.trusted_hops))?;
+            entries.get(idx).and_then(|e| parse_addr(e))
+        });
+        chosen.or(peer.map(canonical_ip))
+    }
+
+    /// Deny list first, then allow list.
+    pub fn access(&self, ip: Option<IpAddr>) -> Access {
+        let Some(ip) = ip else {
+            return Access::Limit;
+        };
+        if self.settings.deny_cidrs.iter().any(|c| c.contains(ip)) {
+            Access::Deny
+        } else if self.settings.allow_cidrs.iter().any(|c| c.contains(ip)) {
+            Access::Bypass
+        } else {
+            Access::Limit
+        }
+    }
+
+    fn attr<'r>(&self, req: &'r dyn RequestAttrs, part: &KeyPart) -> Option<&'r str> {
+        match part {
+            KeyPart::Header(h) => req.header(h),
+            KeyPart::Claim(c) => self
+                .settings
+                .claim_headers
+                .get(c)
+                .and_then(|h| req.header(h)),
+            _ => None,
+        }
+    }
+
+    /// The request's tier: the configured header's value if it is exactly one of the tier
+    /// names; anything else (absent, unknown, a list, different case) is the default tier.
+    pub fn tier(&self, req: &dyn RequestAttrs) -> Option<String> {
+        let t = self.settings.tiers.as_ref()?;
+        let v = self.attr(req, &t.from).map(str::trim);
+        Some(match v {
+            Some(v) if t.names.iter().any(|n| n == v) => v.to_string(),
+            _ => t.default.clone(),
+        })
+    }
+
+    /// The matched route's rules, ready to evaluate (`None`: no route or no rules).
+    pub fn plan(&self, req: &dyn RequestAttrs, client: Option<IpAddr>) -> Option<Plan> {
+        let (ri, route) = crate::policy::select(&self.policy.routes, req)?;
+        let rl = route.ratelimit.as_ref()?;
+        let tier = self.tier(req);
+        let ci = &self.settings.client_ip;
+        let client_text = client.map(|ip| {
+            let m = if ip.is_ipv4() {
+                ci.ipv4_mask
+            } else {
+                ci.ipv6_mask
+            };
+            mask_ip(ip, m).to_string()
+        });
+        let slots = u64::from(self.settings.shared.slots.max(1));
+        let mut rules = Vec::with_capacity(rl.rules.len());
+        for (i, rule) in rl.rules.iter().enumerate() {
+            let rate = tier
+                .as_ref()
+                .and_then(|t| rule.tiers.get(t))
+                .copied()
+                .unwrap_or(rule.rate);
+            let mut material: Vec<(String, String)> = Vec::with_capacity(rule.key.len());
+            for part in &rule.key {
+                let (k, v) = match part {
+                    KeyPart::ClientIp => (
+                        "remote_address".to_string(),
+                        client_text.clone().unwrap_or_default(),
+                    ),
+                    KeyPart::Route => ("route".to_string(), route.name.clone()),
+                    KeyPart::Header(h) => {
+                        (h.clone(), self.attr(req, part).unwrap_or("").to_string())
+                    }
+                    KeyPart::Claim(c) => {
+                        (c.clone(), self.attr(req, part).unwrap_or("").to_string())
+                    }
+                };
+                material.push((k, v));
+            }
+            let mut hash_parts: Vec<&[u8]> = vec![route.name.as_bytes(), rule.name.as_bytes()];
+            for (_, v) in &material {
+                hash_parts.push(v.as_bytes());
+            }
+            let slot = hash64(&hash_parts) % slots;
+            let key = format!(
+                "mwrl\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{slot}",
+                self.policy.service, route.name, rule.name
+            );
+            let descriptor = rule.global.then(|| {
+                let mut d = vec![(
+                    "meshward_rule".to_string(),
+                    format!("{}/{}", route.name, rule.name),
+                )];
+                d.extend(material.iter().cloned());
+                d
+            });
+            rules.push(PlannedRule {
+                index: i,
+                name: rule.name.clone(),
+                check: Check {
+                    slot: key.into_bytes(),
+                    params: params(rule, rate),
+                    cost: u64::from(rule.cost.unwrap_or(1)),
+                },
+                rate,
+                shadow: rule.shadow,
+                descriptor,
+            });
+        }
+        Some(Plan {
+            route: (ri, route.name.clone()),
+            tier,
+            rules,
+        })
+    }
+}
+
+/// Algorithm numbers of `rule` at `rate`.
+pub fn params(rule: &Rule, rate: Rate) -> Params {
+    match rule.algorithm {
+        Algorithm::TokenBucket => Params::TokenBucket {
+            t: rate.interval_nanos(),
+            burst: u64::from(rule.burst.unwrap_or(1).max(1)),
+        },
+        Algorithm::LeakyBucket => Params::LeakyBucket {
+            t: rate.interval_nanos(),
+            burst: u64::from(rule.burst.unwrap_or(0)),
+            delay_after: u64::from(rule.delay_after.unwrap_or(0)),
+            max_delay: rule.max_delay.map_or(u64::MAX, |d| d.as_nanos()),
+        },
+        Algorithm::FixedWindow => Params::FixedWindow {
+            count: rate.count(),
+            window: rate.period().as_nanos(),
+        },
+        Algorithm::SlidingWindow => Params::SlidingWindow {
+            count: rate.count(),
+            window: rate.period().as_nanos(),
+        },
+    }
+}
