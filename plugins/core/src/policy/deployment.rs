@@ -52,9 +52,17 @@ pub struct Deployment {
     /// Alert receivers by severity.
     #[serde(default)]
     pub alerts: Option<Alerts>,
+    /// Where the alert runbooks are published (each alert links `<base>/<page>.md`);
+    /// default `docs/runbooks` (the repository path).
+    #[serde(default = "default_runbook_base")]
+    pub runbook_base_url: String,
     /// The envoyproxy/ratelimit service used by `global: true` rules.
     #[serde(default)]
     pub global_ratelimit: GlobalRateLimitService,
+}
+
+fn default_runbook_base() -> String {
+    "docs/runbooks".to_string()
 }
 
 /// Filter images: `oci://<registry>/<filter>@<digest>`.
