@@ -1,1 +1,12 @@
-//! proxy-wasm glue shared by every meshward filter.
+//! meshward-kit: the proxy-wasm glue every meshward filter shares. Request view and client
+//! identity, a shared-data [`store::SharedStore`] implementing core's `Store` with bounded
+//! CAS, metrics, local replies, config loading and host time. Knows the proxy-wasm ABI
+//! (through the `proxy-wasm` crate) but no policy decisions: those are in meshward-core.
+//! Nothing here panics on what a client or the host sends.
+
+pub mod config;
+pub mod metrics;
+pub mod reply;
+pub mod request;
+pub mod store;
+pub mod time;

@@ -1,2 +1,500 @@
 //! meshward rate-limit filter (proxy-wasm, wasm32-wasip1). Thin: maps proxy callbacks to
-//! decisions made by `meshward-core`.
+//! decisions made by `meshward-core` (route, client, tier, algorithms, headers) and does
+//! only the plumbing here: shared-data state across workers (kit's CAS store), local
+//! replies, pausing leaky-bucket requests until the root tick releases them, the global
+//! rate limit service over gRPC (prost), metrics per rule and outcome, and a debug line
+//! per decision carrying x-request-id. Nothing on the request path panics.
+
+pub mod cache;
+pub mod queue;
+pub mod rls;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
+use meshward_core::ratelimit::headers::{self, Item};
+use meshward_core::ratelimit::{
+    evaluate, hash64, refund_all, Access, Check, Limiter, Outcome, Plan, RuleState,
+};
+use meshward_kit::metrics::Counters;
+use meshward_kit::request::{peer_address, RequestView};
+use meshward_kit::store::SharedStore;
+use meshward_kit::{config, reply, time};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use cache::OverLimitCache;
+use queue::{DelayQueue, Due, Held};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Debug);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+const FILTER: &str = "ratelimit";
+const LOCK_KEY: &str = "mwrl\u{1f}lock";
+
+/// Per-worker state shared by the root context and the HTTP contexts of one VM.
+struct Shared {
+    limiter: Limiter,
+    store: RefCell<SharedStore>,
+    counters: RefCell<Counters>,
+    queue: RefCell<DelayQueue>,
+    cache: RefCell<OverLimitCache>,
+}
+
+impl Shared {
+    fn count(&self, route: &str, rule: &str, outcome: &str) {
+        let name = format!("meshward_ratelimit.{route}.{rule}.{outcome}");
+        self.counters.borrow_mut().add(&name, 1);
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(policy) = config::load(FILTER, self.get_plugin_configuration()) else {
+            return false;
+        };
+        let limiter = Limiter::new(policy);
+        let s = limiter.settings().clone();
+        let store = SharedStore::new(LOCK_KEY, s.shared.cas_retries);
+        store.init();
+        let pacing = limiter.policy().routes.iter().any(|r| {
+            r.ratelimit
+                .as_ref()
+                .is_some_and(|rl| rl.rules.iter().any(|x| x.algorithm == Algorithm::LeakyBucket))
+        });
+        let cache_cap = s.global.as_ref().map_or(0, |g| g.cache_entries as usize);
+        self.shared = Some(Rc::new(Shared {
+            limiter,
+            store: RefCell::new(store),
+            counters: RefCell::new(Counters::default()),
+            queue: RefCell::new(DelayQueue::new(s.queue.max_len as usize)),
+            cache: RefCell::new(OverLimitCache::new(cache_cap)),
+        }));
+        if pacing {
+            let _ = proxy_wasm::hostcalls::set_tick_period(s.queue.tick.as_std());
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        let now = time::now_nanos();
+        let due = shared.queue.borrow_mut().due(now);
+        for d in due {
+            match d {
+                Due::Release(id) => {
+                    if !reply::resume_request(id) {
+                        log::debug!("ratelimit: held request {id} is gone");
+                    }
+                }
+                Due::Expire(id) => {
+                    let r = &shared.limiter.settings().response;
+                    let body = headers::problem_body(
+                        r.status,
+                        "Too Many Requests",
+                        "the request could not be paced within its deadline",
+                    );
+                    let _ = reply::reply_to(
+                        id,
+                        r.status,
+                        &[("content-type", "application/problem+json"), ("retry-after", "1")],
+                        body.as_bytes(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(Request {
+            id: context_id,
+            shared,
+            response_headers: Vec::new(),
+            replied: false,
+            pending: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// A global call in flight.
+struct Pending {
+    plan: Plan,
+    local: Vec<Check>,
+    delay_ns: u64,
+    request_id: String,
+    failure: FailureMode,
+    keys: Vec<u64>,
+}
+
+struct Request {
+    id: u32,
+    shared: Rc<Shared>,
+    response_headers: Vec<(&'static str, String)>,
+    replied: bool,
+    pending: Option<Pending>,
+}
+
+fn items(plan: &Plan, states: &[RuleState]) -> Vec<Item> {
+    plan.local()
+        .zip(states)
+        .map(|(r, s)| {
+            let (quota, window_s) = headers::quota_window(r.rate);
+            Item {
+                name: r.name.clone(),
+                quota,
+                window_s,
+                remaining: s.remaining,
+                reset_s: headers::ceil_secs(s.reset_ns),
+            }
+        })
+        .collect()
+}
+
+impl Request {
+    fn style(&self) -> HeaderStyle {
+        self.shared.limiter.settings().response.headers
+    }
+
+    fn header_fields(&self, items: &[Item]) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if items.is_empty() {
+            return out;
+        }
+        match self.style() {
+            HeaderStyle::None => {}
+            HeaderStyle::Ietf => {
+                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit", headers::ratelimit_field(items)));
+            }
+            HeaderStyle::IetfAndLegacy => {
+                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit", headers::ratelimit_field(items)));
+                out.extend(headers::legacy_fields(items));
+            }
+        }
+        out
+    }
+
+    fn reject(&mut self, route: &str, rule: &str, retry_after_ns: u64, fields: Vec<(&'static str, String)>) {
+        let r = &self.shared.limiter.settings().response;
+        let retry = headers::retry_after_secs(retry_after_ns);
+        let retry_s = retry.to_string();
+        let mut hs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        hs.push(("retry-after", &retry_s));
+        hs.push(("x-envoy-ratelimited", "true"));
+        let body = if r.problem_json {
+            hs.push(("content-type", "application/problem+json"));
+            headers::quota_exceeded_body(r.status, route, rule, retry)
+        } else {
+            String::new()
+        };
+        self.replied = reply::send(r.status, &hs, body.as_bytes());
+    }
+
+    fn refuse(&mut self, status: u16, title: &str, detail: &str) {
+        let body = headers::problem_body(status, title, detail);
+        self.replied = reply::send(
+            status,
+            &[("content-type", "application/problem+json")],
+            body.as_bytes(),
+        );
+    }
+
+    fn log(&self, rid: &str, route: &str, rule: &str, outcome: &str, extra: &str) {
+        log::debug!("ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}");
+    }
+
+    /// After every enforcing rule passed: pace or forward.
+    fn admit(&mut self, plan: &Plan, local: &[Check], delay_ns: u64, rid: &str) -> Action {
+        let route = plan.route.1.as_str();
+        if delay_ns > 0 {
+            let now = time::now_nanos();
+            let tick = self.shared.limiter.settings().queue.tick.as_nanos();
+            let held = Held {
+                context_id: self.id,
+                release_at: now.saturating_add(delay_ns),
+                deadline: now.saturating_add(delay_ns).saturating_add(tick.saturating_mul(2)),
+            };
+            if self.shared.queue.borrow_mut().push(held) {
+                for r in plan.local() {
+                    self.shared.count(route, &r.name, "delayed");
+                }
+                self.log(rid, route, "*", "delayed", &format!(" delay_ms={}", delay_ns / 1_000_000));
+                return Action::Pause;
+            }
+            // Queue full: nothing may be charged for a refused request.
+            let retries = self.shared.limiter.settings().shared.cas_retries;
+            refund_all(&mut *self.shared.store.borrow_mut(), local, now, retries);
+            let rule = plan.local().next().map_or("queue", |r| r.name.as_str()).to_string();
+            self.shared.count(route, &rule, "limited");
+            self.log(rid, route, &rule, "limited", " reason=queue-full");
+            self.response_headers.clear();
+            self.reject(route, &rule, delay_ns, Vec::new());
+            return Action::Pause;
+        }
+        for r in plan.local() {
+            self.shared.count(route, &r.name, "allowed");
+        }
+        self.log(rid, route, "*", "allowed", "");
+        Action::Continue
+    }
+
+    fn on_global_answer(&mut self, status: u32, body: Option<Vec<u8>>) -> Action {
+        let Some(p) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let now = time::now_nanos();
+        let route = p.plan.route.1.clone();
+        let settings = self.shared.limiter.settings().clone();
+        let decoded = (status == 0)
+            .then_some(body)
+            .flatten()
+            .and_then(|b| <rls::RateLimitResponse as prost::Message>::decode(b.as_slice()).ok());
+        let Some(resp) = decoded else {
+            for r in p.plan.global() {
+                self.shared.count(&route, &r.name, "rls_error");
+            }
+            self.log(&p.request_id, &route, "*", "rls_error", &format!(" grpc_status={status}"));
+            if p.failure == FailureMode::Deny {
+                refund_all(&mut *self.shared.store.borrow_mut(), &p.local, now, settings.shared.cas_retries);
+                self.refuse(500, "Rate limit service unavailable", "the global rate limit could not be checked");
+                return Action::Pause;
+            }
+            return self.admit(&p.plan, &p.local, p.delay_ns, &p.request_id);
+        };
+        if resp.overall_code == rls::code::OVER_LIMIT {
+            let globals: Vec<_> = p.plan.global().collect();
+            let mut retry = 0u64;
+            let mut rule = globals.first().map_or(String::new(), |r| r.name.clone());
+            for (i, st) in resp.statuses.iter().enumerate() {
+                if st.code == rls::code::OVER_LIMIT {
+                    let reset = st.duration_until_reset.as_ref().map_or(0, |d| d.as_nanos());
+                    if let (Some(k), true) = (p.keys.get(i), reset > 0) {
+                        self.shared.cache.borrow_mut().insert(*k, now.saturating_add(reset), now);
+                    }
+                    retry = retry.max(reset);
+                    if let Some(g) = globals.get(i) {
+                        rule = g.name.clone();
+                    }
+                }
+            }
+            refund_all(&mut *self.shared.store.borrow_mut(), &p.local, now, settings.shared.cas_retries);
+            self.shared.count(&route, &rule, "limited");
+            self.log(&p.request_id, &route, &rule, "limited", " source=rls");
+            self.reject(&route, &rule, retry, Vec::new());
+            return Action::Pause;
+        }
+        for r in p.plan.global() {
+            self.shared.count(&route, &r.name, "allowed");
+        }
+        self.admit(&p.plan, &p.local, p.delay_ns, &p.request_id)
+    }
+
+    fn decide(&mut self) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let limiter = &shared.limiter;
+        let settings = limiter.settings();
+        let now = time::now_nanos();
+        let req = RequestView::current();
+        let rid = req.request_id().to_string();
+        let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
+        match limiter.access(client) {
+            Access::Deny => {
+                shared.counters.borrow_mut().add("meshward_ratelimit.denied", 1);
+                self.log(&rid, "-", "-", "denied", "");
+                self.refuse(403, "Forbidden", "the client address is on the deny list");
+                return Action::Pause;
+            }
+            Access::Bypass => {
+                shared.counters.borrow_mut().add("meshward_ratelimit.bypassed", 1);
+                self.log(&rid, "-", "-", "bypassed", "");
+                return Action::Continue;
+            }
+            Access::Limit => {}
+        }
+        let Some(plan) = limiter.plan(&req, client) else {
+            return Action::Continue;
+        };
+        let route = plan.route.1.clone();
+        let retries = settings.shared.cas_retries;
+        let local: Vec<Check> = plan.local().map(|r| r.check.clone()).collect();
+        let outcome = evaluate(&mut *shared.store.borrow_mut(), &local, now, retries);
+        let delay_ns = match outcome {
+            Outcome::Reject {
+                rule,
+                retry_after_ns,
+                states,
+            } => {
+                let name = plan.local().nth(rule).map_or(String::new(), |r| r.name.clone());
+                shared.count(&route, &name, "limited");
+                self.log(&rid, &route, &name, "limited", &format!(" retry_after_ms={}", retry_after_ns / 1_000_000));
+                let fields = self.header_fields(&items(&plan, &states));
+                self.reject(&route, &name, retry_after_ns, fields);
+                return Action::Pause;
+            }
+            Outcome::Exhausted { rule, error } => {
+                let name = plan.local().nth(rule).map_or(String::new(), |r| r.name.clone());
+                shared.count(&route, &name, "cas_exhausted");
+                let why = error.map_or(String::new(), |e| format!(" error={e}"));
+                self.log(&rid, &route, &name, "cas_exhausted", &why);
+                if settings.shared.on_cas_exhausted == FailureMode::Deny {
+                    self.reject(&route, &name, 1_000_000_000, Vec::new());
+                    return Action::Pause;
+                }
+                0
+            }
+            Outcome::Allow { delay_ns, states } => {
+                if settings.response.on_allowed {
+                    self.response_headers = self.header_fields(&items(&plan, &states));
+                }
+                delay_ns
+            }
+        };
+        // Shadow rules: charged when they admit, counted and marked when they would not.
+        let mut shadowed = Vec::new();
+        for r in plan.shadow() {
+            match evaluate(&mut *shared.store.borrow_mut(), std::slice::from_ref(&r.check), now, retries) {
+                Outcome::Reject { .. } => {
+                    shared.count(&route, &r.name, "shadow_limited");
+                    self.log(&rid, &route, &r.name, "shadow_limited", "");
+                    shadowed.push(r.name.clone());
+                }
+                Outcome::Exhausted { .. } => shared.count(&route, &r.name, "cas_exhausted"),
+                Outcome::Allow { .. } => shared.count(&route, &r.name, "allowed"),
+            }
+        }
+        if !shadowed.is_empty() {
+            self.set_http_request_header(&settings.response.shadow_header, Some(&shadowed.join(",")));
+        }
+        // Global rules: one call for all of them.
+        let globals: Vec<_> = plan.global().collect();
+        if let (false, Some(g)) = (globals.is_empty(), settings.global.as_ref()) {
+            let keys: Vec<u64> = globals
+                .iter()
+                .map(|r| {
+                    let d = r.descriptor.as_deref().unwrap_or(&[]);
+                    let flat: Vec<&[u8]> = d.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect();
+                    hash64(&flat)
+                })
+                .collect();
+            let cached = keys
+                .iter()
+                .zip(&globals)
+                .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, r.name.clone())));
+            if let Some((left, name)) = cached {
+                refund_all(&mut *shared.store.borrow_mut(), &local, now, retries);
+                shared.count(&route, &name, "limited");
+                self.log(&rid, &route, &name, "limited", " source=cache");
+                self.reject(&route, &name, left, Vec::new());
+                return Action::Pause;
+            }
+            let failure = if globals
+                .iter()
+                .filter_map(|r| limiter.policy().routes.get(plan.route.0)?.ratelimit.as_ref()?.rules.get(r.index))
+                .any(|rule| rule.failure_mode.unwrap_or(g.failure_mode) == FailureMode::Deny)
+            {
+                FailureMode::Deny
+            } else {
+                FailureMode::Allow
+            };
+            let msg = rls::RateLimitRequest {
+                domain: g.domain.clone(),
+                descriptors: globals
+                    .iter()
+                    .map(|r| rls::RateLimitDescriptor {
+                        entries: r
+                            .descriptor
+                            .as_deref()
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(|(k, v)| rls::Entry { key: k.clone(), value: v.clone() })
+                            .collect(),
+                        hits_addend: (r.check.cost != 1).then_some(rls::UInt64Value { value: r.check.cost }),
+                    })
+                    .collect(),
+                hits_addend: 1,
+            };
+            let bytes = prost::Message::encode_to_vec(&msg);
+            let timeout = Duration::from_nanos(g.timeout.as_nanos());
+            match self.dispatch_grpc_call(&g.cluster, rls::SERVICE, rls::METHOD, Vec::new(), Some(&bytes), timeout) {
+                Ok(_) => {
+                    self.pending = Some(Pending {
+                        plan,
+                        local,
+                        delay_ns,
+                        request_id: rid,
+                        failure,
+                        keys,
+                    });
+                    return Action::Pause;
+                }
+                Err(status) => {
+                    self.pending = Some(Pending {
+                        plan,
+                        local,
+                        delay_ns,
+                        request_id: rid,
+                        failure,
+                        keys,
+                    });
+                    log::warn!("ratelimit: cannot call the rate limit service on {}: {status:?}", g.cluster);
+                    return self.on_global_answer(u32::MAX, None);
+                }
+            }
+        }
+        self.admit(&plan, &local, delay_ns, &rid)
+    }
+}
+
+impl Context for Request {
+    fn on_grpc_call_response(&mut self, _token: u32, status: u32, size: usize) {
+        let body = proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::GrpcReceiveBuffer,
+            0,
+            size,
+        )
+        .ok()
+        .flatten();
+        if let Action::Continue = self.on_global_answer(status, body) {
+            if !reply::resume_request(self.id) {
+                log::debug!("ratelimit: stream {} ended while the global limit was checked", self.id);
+            }
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.shared.queue.borrow_mut().remove(self.id);
+        true
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
+        self.decide()
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end: bool) -> Action {
+        if !self.replied {
+            for (k, v) in std::mem::take(&mut self.response_headers) {
+                self.add_http_response_header(k, &v);
+            }
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,76 @@
+//! A snapshot of the request that route matching and keys need: method, path, authority,
+//! the headers, and the peer address. Taken once per request in `on_http_request_headers`.
+
+use std::net::IpAddr;
+
+use meshward_core::policy::RequestAttrs;
+use meshward_core::ratelimit::parse_addr;
+
+/// Request attributes (owned copies; header names lower-case as Envoy gives them).
+#[derive(Debug, Clone, Default)]
+pub struct RequestView {
+    /// `:method`.
+    pub method: String,
+    /// `:path`.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// All headers in order (pseudo-headers included).
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestView {
+    /// From the header pairs the host handed over.
+    pub fn from_headers(headers: Vec<(String, String)>) -> Self {
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        Self {
+            method: get(":method"),
+            path: get(":path"),
+            authority: get(":authority"),
+            headers,
+        }
+    }
+
+    /// The current request's headers.
+    pub fn current() -> Self {
+        Self::from_headers(
+            proxy_wasm::hostcalls::get_map(proxy_wasm::types::MapType::HttpRequestHeaders)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// `x-request-id`, or `-`.
+    pub fn request_id(&self) -> &str {
+        self.header("x-request-id").unwrap_or("-")
+    }
+}
+
+impl RequestAttrs for RequestView {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn host(&self) -> &str {
+        &self.authority
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The downstream peer address (`source.address`), if the host knows it.
+pub fn peer_address() -> Option<IpAddr> {
+    let raw = proxy_wasm::hostcalls::get_property(vec!["source", "address"]).ok()??;
+    parse_addr(std::str::from_utf8(&raw).ok()?)
+}

@@ -1,0 +1,57 @@
+//! OVER_LIMIT answers of the global service, kept until the reset the service announced, so
+//! a client that is over a global limit is refused locally without another call
+//! (envoyproxy/ratelimit's local cache idea). Bounded: when full, expired entries go first,
+//! then the one expiring soonest.
+
+use std::collections::HashMap;
+
+/// Descriptor hash -> over limit until (ns).
+#[derive(Debug, Default)]
+pub struct OverLimitCache {
+    until: HashMap<u64, u64>,
+    cap: usize,
+}
+
+impl OverLimitCache {
+    /// At most `cap` entries (0 disables the cache).
+    pub fn new(cap: usize) -> Self {
+        Self {
+            until: HashMap::new(),
+            cap,
+        }
+    }
+
+    /// Ns left while `key` is known to be over its limit.
+    pub fn over(&self, key: u64, now: u64) -> Option<u64> {
+        self.until
+            .get(&key)
+            .and_then(|u| u.checked_sub(now))
+            .filter(|left| *left > 0)
+    }
+
+    /// Remembers `key` as over its limit until `until`.
+    pub fn insert(&mut self, key: u64, until: u64, now: u64) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.until.len() >= self.cap && !self.until.contains_key(&key) {
+            self.until.retain(|_, u| *u > now);
+            if self.until.len() >= self.cap {
+                if let Some(k) = self.until.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k) {
+                    self.until.remove(&k);
+                }
+            }
+        }
+        self.until.insert(key, until);
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.until.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+}
