@@ -18,6 +18,9 @@ enum Command {
     Demo,
     /// Validate policy files; print every problem as file:line:col: field.path: message.
     Check(cmd::check::CheckArgs),
+    /// Render every manifest around the filters (WasmPlugins, traffic, security, tracing,
+    /// backup, monitoring) from a policy file into a directory.
+    Render(cmd::render::RenderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             println!("meshward demo: nothing to run yet");
             Ok(())
         }
+        Command::Render(args) => cmd::render::run(&args),
         Command::Check(args) => {
             if !cmd::check::run(&args)? {
                 std::process::exit(1);

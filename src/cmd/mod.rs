@@ -1,3 +1,4 @@
 //! The CLI's subcommands, one file each.
 
 pub mod check;
+pub mod render;

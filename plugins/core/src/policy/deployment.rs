@@ -586,7 +586,8 @@ impl<'de> Deserialize<'de> for Millis {
                 f.write_str("a duration like `250ms`, `10s`, `2m` or `1h`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Millis, E> {
-                let bad = || E::custom(format!("`{v}` is not a duration like `250ms`, `10s`, `2m`"));
+                let bad =
+                    || E::custom(format!("`{v}` is not a duration like `250ms`, `10s`, `2m`"));
                 let t = v.trim();
                 let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
                 let (num, unit) = t.split_at(split);
@@ -600,7 +601,9 @@ impl<'de> Deserialize<'de> for Millis {
                 };
                 let ms = n.checked_mul(mult).ok_or_else(bad)?;
                 if ms == 0 {
-                    return Err(E::custom(format!("duration `{v}` must be greater than zero")));
+                    return Err(E::custom(format!(
+                        "duration `{v}` must be greater than zero"
+                    )));
                 }
                 Ok(Millis(ms))
             }
@@ -683,7 +686,10 @@ impl Deployment {
                 );
             }
             let crons = [
-                ("deployment.backup.velero_schedule", Some(&b.velero_schedule)),
+                (
+                    "deployment.backup.velero_schedule",
+                    Some(&b.velero_schedule),
+                ),
                 (
                     "deployment.backup.postgres.schedule",
                     b.postgres.as_ref().map(|x| &x.schedule),
@@ -728,7 +734,9 @@ fn is_dns_label(s: &str) -> bool {
 /// `sha256:` + 64 lowercase hex digits.
 pub fn is_digest(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
