@@ -18,6 +18,10 @@ enum Command {
     Demo,
     /// Validate policy files; print every problem as file:line:col: field.path: message.
     Check(cmd::check::CheckArgs),
+    /// Build each filter into an OCI image layout Istio accepts (wasm-opt -Oz, reproducible).
+    Package(cmd::package::PackageArgs),
+    /// Push image layouts to an OCI registry; print and record their manifest digests.
+    Push(cmd::push::PushArgs),
     /// Render every manifest around the filters (WasmPlugins, traffic, security, tracing,
     /// backup, monitoring) from a policy file into a directory.
     Render(cmd::render::RenderArgs),
@@ -30,6 +34,8 @@ fn main() -> anyhow::Result<()> {
             println!("meshward demo: nothing to run yet");
             Ok(())
         }
+        Command::Package(args) => cmd::package::run(&args),
+        Command::Push(args) => cmd::push::run(&args),
         Command::Render(args) => cmd::render::run(&args),
         Command::Check(args) => {
             if !cmd::check::run(&args)? {

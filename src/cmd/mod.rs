@@ -1,4 +1,6 @@
 //! The CLI's subcommands, one file each.
 
 pub mod check;
+pub mod package;
+pub mod push;
 pub mod render;
