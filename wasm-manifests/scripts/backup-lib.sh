@@ -461,20 +461,28 @@ end
 return out
 '
 
-# redis_stats OUT CLI_ARGS...: writes "keys N", "persistent N", "volatile N", "digest HEX"
-# and one "db<TAB>N<TAB>keys" line per database to OUT (tab separated) for the server that
-# CLI_ARGS (e.g. -h host -p port, or -s socket) reach. Reads in SCAN batches of 200 keys.
+# tcli ARGS: redis-cli against the target (REDIS_HOST:REDIS_PORT, password from REDISCLI_AUTH).
+tcli() { redis-cli --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT" "$@" </dev/null; }
+# scli ARGS: redis-cli against the scratch server (unix socket, no password).
+scli() { (
+  unset REDISCLI_AUTH
+  exec redis-cli -s "$WORK/scratch.sock" "$@" </dev/null
+); }
+
+# redis_stats OUT CLI: writes "keys N", "persistent N", "volatile N", "digest HEX" and one
+# "db<TAB>N<TAB>keys" line per database to OUT (tab separated) for the server that CLI (tcli
+# or scli) reaches. Reads in SCAN batches of 200 keys. Leaves the db list in $WORK/dbs.txt.
 redis_stats() {
   _out=$1
-  shift
-  redis-cli "$@" INFO keyspace </dev/null >"$WORK/keyspace.raw" 2>&1 ||
+  _cli=$2
+  $_cli INFO keyspace >"$WORK/keyspace.raw" 2>&1 ||
     die "$EX_FAIL" "INFO keyspace failed: $(head -c 300 "$WORK/keyspace.raw")"
   tr -d '\r' <"$WORK/keyspace.raw" | sed -n 's/^db\([0-9][0-9]*\):keys=\([0-9][0-9]*\),.*/\1 \2/p' >"$WORK/dbs.txt"
   : >"$WORK/digest.lines"
   while read -r _db _keys; do
     _cursor=0
     while :; do
-      redis-cli "$@" -n "$_db" EVAL "$REDIS_DIGEST_LUA" 0 "$_cursor" 200 </dev/null >"$WORK/batch.raw" 2>&1 ||
+      $_cli -n "$_db" EVAL "$REDIS_DIGEST_LUA" 0 "$_cursor" 200 >"$WORK/batch.raw" 2>&1 ||
         die "$EX_FAIL" "digest script failed on db $_db: $(head -c 300 "$WORK/batch.raw")"
       _cursor=$(head -n 1 "$WORK/batch.raw")
       case $_cursor in
@@ -517,7 +525,7 @@ scratch_redis_start() {
     if ! pid_alive "$SCRATCH_PID"; then
       die "$EX_INTEGRITY" "$2 did not load into a scratch redis-server: $(tail -n 5 "$WORK/scratch/redis.log" | tr '\n' ' ')"
     fi
-    _pong=$(redis-cli -s "$WORK/scratch.sock" PING </dev/null 2>/dev/null || true)
+    _pong=$(scli PING 2>/dev/null || true)
     [ "$_pong" = PONG ] && break
     _n=$((_n + 1))
     [ "$_n" -le 600 ] || die "$EX_FAIL" "scratch redis-server did not finish loading $2 within 600 s"

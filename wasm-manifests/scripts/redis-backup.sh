@@ -30,9 +30,9 @@ stamp=$(unique_stamp "$prefix")
 name="$prefix-$stamp.rdb"
 target="$REDIS_HOST:$REDIS_PORT"
 
-pong=$(redis-cli --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT" PING </dev/null 2>&1 || true)
+pong=$(tcli PING 2>&1 || true)
 [ "$pong" = PONG ] || die "$EX_FAIL" "cannot reach Redis at $target: $pong"
-live=$(redis-cli --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT" DBSIZE </dev/null 2>/dev/null || echo '?')
+live=$(tcli DBSIZE 2>/dev/null || echo '?')
 log "backing up Redis at $target (db0 DBSIZE $live) as $name"
 
 if ! redis-cli --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT" --rdb "$WORK/$name" \
@@ -45,7 +45,7 @@ log "received $(wc -c <"$WORK/$name" | tr -d ' ') bytes of RDB"
 
 # The manifest describes exactly this snapshot: it is computed from the RDB itself.
 scratch_redis_start "$WORK" "$name"
-redis_stats "$WORK/stats.txt" -s "$WORK/scratch.sock"
+redis_stats "$WORK/stats.txt" scli
 scratch_redis_stop
 
 write_sidecar "$WORK/$name" "$name"

@@ -26,7 +26,6 @@ redis_auth
 init_work
 
 target="$REDIS_HOST:$REDIS_PORT"
-tcli() { redis-cli --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT" "$@" </dev/null; }
 
 choose_backup redis rdb
 log "restoring backup $BACKUP_BASE from $STORE into Redis at $target"
@@ -39,7 +38,7 @@ pong=$(tcli PING 2>&1 || true)
 # 1. Load the snapshot privately and check it against the manifest. Keys with a TTL may
 #    have expired since the backup, so only keys without one must match exactly.
 scratch_redis_start "$WORK" "${BACKUP_FILE##*/}"
-redis_stats "$WORK/scratch.stats" -s "$WORK/scratch.sock"
+redis_stats "$WORK/scratch.stats" scli
 cp "$WORK/dbs.txt" "$WORK/scratch.dbs"
 for k in persistent digest; do
   want=$(manifest_get "$k")
@@ -78,8 +77,8 @@ while read -r db _n; do
   cursor=0
   while :; do
     # The password travels as the script's last argument through stdin (-x), not argv.
-    printf '%s' "${REDIS_PASSWORD:-}" | redis-cli -s "$WORK/scratch.sock" -n "$db" -x \
-      EVAL "$MIGRATE_LUA" 0 "$cursor" 200 "$REDIS_HOST" "$REDIS_PORT" "$db" 60000 >"$WORK/migrate.out" 2>&1 ||
+    printf '%s' "${REDIS_PASSWORD:-}" | (unset REDISCLI_AUTH; exec redis-cli -s "$WORK/scratch.sock" -n "$db" -x \
+      EVAL "$MIGRATE_LUA" 0 "$cursor" 200 "$REDIS_HOST" "$REDIS_PORT" "$db" 60000) >"$WORK/migrate.out" 2>&1 ||
       die "$EX_FAIL" "MIGRATE of db $db to $target failed: $(head -c 500 "$WORK/migrate.out")"
     cursor=$(sed -n 1p "$WORK/migrate.out")
     count=$(sed -n 2p "$WORK/migrate.out")
@@ -93,7 +92,7 @@ done <"$WORK/scratch.dbs"
 log "copied $moved keys to $target"
 
 # 3. The target must now hold what the scratch copy holds.
-redis_stats "$WORK/target.stats" --no-auth-warning -h "$REDIS_HOST" -p "$REDIS_PORT"
+redis_stats "$WORK/target.stats" tcli
 for k in persistent digest; do
   want=$(stats_get "$WORK/scratch.stats" "$k")
   got=$(stats_get "$WORK/target.stats" "$k")
