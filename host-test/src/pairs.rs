@@ -7,6 +7,9 @@ pub const PAIRS_MAX_BYTES: usize = 1 << 20;
 /// cpp-host `PROXY_WASM_HOST_PAIRS_MAX_COUNT`.
 pub const PAIRS_MAX_COUNT: usize = 1024;
 
+/// Deserialized pairs (name, value) in order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// An ordered multi-map of header names to values, as bytes. Names are stored lower-case when
 /// they come through the ABI or the embedder API (as Envoy's HTTP/2-style maps).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,7 +165,7 @@ pub enum PairsError {
 }
 
 /// Parse a serialized map. An empty buffer or a single 0 byte is an empty map (as cpp-host).
-pub fn deserialize(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PairsError> {
+pub fn deserialize(data: &[u8]) -> Result<Pairs, PairsError> {
     if data.len() > PAIRS_MAX_BYTES {
         return Err(PairsError::TooLarge(data.len()));
     }

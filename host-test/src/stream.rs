@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::pairs::Headers;
 
 /// Identifies a stream on one worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct StreamId(pub u64);
 
 impl StreamId {
@@ -109,14 +109,6 @@ pub enum Flow {
     Reset,
 }
 
-/// Phase inside a direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Headers,
-    Body,
-    Trailers,
-}
-
 /// One direction of a stream. Positions are in chain order for this direction (request: plugin
 /// i at position i; response: plugin i at position n-1-i); position n is "past the chain".
 #[derive(Debug, Default)]
@@ -198,10 +190,6 @@ impl Dir {
         }
         first
     }
-    /// Everything received so far went past the chain.
-    pub(crate) fn passed(&self) -> bool {
-        self.started && self.hdr_at == self.n && self.stopped_at().is_none()
-    }
 }
 
 /// Per plugin, per stream.
@@ -227,16 +215,12 @@ pub(crate) struct HttpStream {
     /// A local reply is being sent or was sent (a second one is refused).
     pub(crate) local_reply_sent: bool,
     pub(crate) reset: bool,
+    /// A TCP (network filter) stream: headers phase = on_new_connection.
+    pub(crate) tcp: bool,
     pub(crate) in_log: bool,
     pub(crate) complete: bool,
     pub(crate) start_nanos: u64,
     pub(crate) end_nanos: Option<u64>,
-}
-
-impl Default for StreamId {
-    fn default() -> Self {
-        StreamId(0)
-    }
 }
 
 impl HttpStream {
@@ -251,6 +235,7 @@ impl HttpStream {
         self.local_reply = None;
         self.local_reply_sent = false;
         self.reset = false;
+        self.tcp = false;
         self.in_log = false;
         self.complete = false;
         self.start_nanos = now;

@@ -35,6 +35,7 @@ pub(crate) enum CallKind {
     HttpCallResponse,
     Grpc,
     GrpcClose,
+    Foreign,
 }
 
 /// What the running callback may see besides stream state.
@@ -55,6 +56,8 @@ pub(crate) struct CallCtx {
     pub(crate) grpc_trailing: Option<crate::pairs::Headers>,
     /// `proxy_get_status` answer.
     pub(crate) status: Option<(u32, Vec<u8>)>,
+    /// FOREIGN_FUNCTION_ARGUMENTS.
+    pub(crate) foreign_args: Option<Vec<u8>>,
 }
 
 impl CallCtx {
@@ -69,6 +72,7 @@ impl CallCtx {
             grpc_initial: None,
             grpc_trailing: None,
             status: None,
+            foreign_args: None,
         }
     }
 }
@@ -142,6 +146,9 @@ pub(crate) enum HeadersCb {
     V1(TypedFunc<(i32, i32), i32>),
 }
 
+/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
+pub(crate) type HttpCallResponseCb = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
 /// Typed handles on every callback the module exports (all optional).
 #[derive(Default, Clone)]
 pub(crate) struct Callbacks {
@@ -164,7 +171,7 @@ pub(crate) struct Callbacks {
     pub(crate) on_response_headers: Option<HeadersCb>,
     pub(crate) on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     pub(crate) on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    pub(crate) on_http_call_response: Option<HttpCallResponseCb>,
     pub(crate) on_grpc_receive_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
     pub(crate) on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
     pub(crate) on_grpc_receive_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
@@ -355,25 +362,26 @@ impl Vm {
             }
         };
         vm.enter(core, CallCtx::new(CallKind::Init, 0, None));
-        let r = (|| -> Result<(), (String, TrapReport)> {
+        let r = (|| -> Result<(), Box<(String, TrapReport)>> {
             if let Some(f) = initialize {
                 vm.call(&f, (), "_initialize")
-                    .map_err(|t| ("_initialize".to_string(), t))?;
+                    .map_err(|t| Box::new(("_initialize".to_string(), t)))?;
                 if let Some(m) = main {
                     vm.call(&m, (0, 0), "main")
-                        .map_err(|t| ("main".to_string(), t))?;
+                        .map_err(|t| Box::new(("main".to_string(), t)))?;
                 } else if let Some(m) = main_void {
                     vm.call(&m, (), "__main_void")
-                        .map_err(|t| ("__main_void".to_string(), t))?;
+                        .map_err(|t| Box::new(("__main_void".to_string(), t)))?;
                 }
             } else if let Some(f) = start {
                 vm.call(&f, (), "_start")
-                    .map_err(|t| ("_start".to_string(), t))?;
+                    .map_err(|t| Box::new(("_start".to_string(), t)))?;
             }
             Ok(())
         })();
         vm.leave(core);
-        if let Err((stage, t)) = r {
+        if let Err(b) = r {
+            let (stage, t) = *b;
             host.traps.push(t.clone());
             return Err(fail(&mut vm, &stage, t.message));
         }

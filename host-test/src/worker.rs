@@ -223,7 +223,6 @@ impl Worker {
                 }
                 _ => core.actions.push(Action::LocalReply {
                     slot,
-                    plugin: p,
                     reply: fail_reply(p),
                 }),
             }
@@ -346,51 +345,55 @@ impl Worker {
                 d.in_body = Some(pos);
             }
         }
-        let r = self.invoke(
-            p,
-            CallCtx::new(CallKind::Stream, id, Some(slot)),
-            |vm| match (step, response) {
-                (Step::Headers { n, eos }, false) => {
-                    vm.headers_cb(false, id, n, eos).unwrap_or(Ok(0))
+        let tcp = self.core_ref().stream(slot).is_some_and(|s| s.tcp);
+        let r = self.invoke(p, CallCtx::new(CallKind::Stream, id, Some(slot)), |vm| {
+            let ctx = id as i32;
+            let r = match (step, response, tcp) {
+                (Step::Headers { n, eos }, resp, false) => vm.headers_cb(resp, id, n, eos),
+                (Step::Headers { .. }, _, true) => vm.call_cb(
+                    |c| c.on_new_connection.as_ref(),
+                    ctx,
+                    "proxy_on_new_connection",
+                ),
+                (Step::Body { size, eos }, resp, tcp) => {
+                    let args = (ctx, size as i32, eos as i32);
+                    match (resp, tcp) {
+                        (false, false) => vm.call_cb(
+                            |c| c.on_request_body.as_ref(),
+                            args,
+                            "proxy_on_request_body",
+                        ),
+                        (true, false) => vm.call_cb(
+                            |c| c.on_response_body.as_ref(),
+                            args,
+                            "proxy_on_response_body",
+                        ),
+                        (false, true) => vm.call_cb(
+                            |c| c.on_downstream_data.as_ref(),
+                            args,
+                            "proxy_on_downstream_data",
+                        ),
+                        (true, true) => vm.call_cb(
+                            |c| c.on_upstream_data.as_ref(),
+                            args,
+                            "proxy_on_upstream_data",
+                        ),
+                    }
                 }
-                (Step::Headers { n, eos }, true) => {
-                    vm.headers_cb(true, id, n, eos).unwrap_or(Ok(0))
-                }
-                (Step::Body { size, eos }, false) => vm
-                    .call_cb(
-                        |c| c.on_request_body.as_ref(),
-                        (id as i32, size as i32, eos as i32),
-                        "proxy_on_request_body",
-                    )
-                    .map(|r| r)
-                    .unwrap_or(Ok(0)),
-                (Step::Body { size, eos }, true) => vm
-                    .call_cb(
-                        |c| c.on_response_body.as_ref(),
-                        (id as i32, size as i32, eos as i32),
-                        "proxy_on_response_body",
-                    )
-                    .map(|r| r)
-                    .unwrap_or(Ok(0)),
-                (Step::Trailers { n }, false) => vm
-                    .call_cb(
-                        |c| c.on_request_trailers.as_ref(),
-                        (id as i32, n as i32),
-                        "proxy_on_request_trailers",
-                    )
-                    .map(|r| r)
-                    .unwrap_or(Ok(0)),
-                (Step::Trailers { n }, true) => vm
-                    .call_cb(
-                        |c| c.on_response_trailers.as_ref(),
-                        (id as i32, n as i32),
-                        "proxy_on_response_trailers",
-                    )
-                    .map(|r| r)
-                    .unwrap_or(Ok(0)),
-                _ => Ok(0),
-            },
-        );
+                (Step::Trailers { n }, false, _) => vm.call_cb(
+                    |c| c.on_request_trailers.as_ref(),
+                    (ctx, n as i32),
+                    "proxy_on_request_trailers",
+                ),
+                (Step::Trailers { n }, true, _) => vm.call_cb(
+                    |c| c.on_response_trailers.as_ref(),
+                    (ctx, n as i32),
+                    "proxy_on_response_trailers",
+                ),
+                _ => None,
+            };
+            r.unwrap_or(Ok(0))
+        });
         if let Some(s) = self.core().stream_mut(slot) {
             let d = if response { &mut s.resp } else { &mut s.req };
             d.in_body = None;
@@ -816,6 +819,10 @@ impl Worker {
     /// End the stream: on_done, on_log (headers readable), on_delete for each plugin context;
     /// outstanding callouts of the stream's contexts are cancelled. The stream stays readable
     /// through [`Worker::stream`] for the next [`COMPLETED_KEPT`] completions.
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "p indexes slots and contexts together"
+    )]
     pub fn complete(&mut self, id: StreamId) -> Result<(), HostError> {
         let slot = self.slot(id)?;
         let n = self.slots.len();
@@ -836,7 +843,6 @@ impl Worker {
                 let cid = ctxs[p].id;
                 let r = self.invoke(p, CallCtx::new(CallKind::Done, cid, Some(slot)), |vm| {
                     vm.call_cb(|c| c.on_done.as_ref(), cid as i32, "proxy_on_done")
-                        .map(|r| r)
                         .unwrap_or(Ok(1))
                 });
                 if let (Some((0, _)), Some(vm)) = (r, self.slots[p].vm.as_mut()) {
@@ -919,6 +925,111 @@ impl Worker {
         let core = self.core_ref();
         let slot = core.slot_of(id)?;
         core.stream(slot).map(|s| StreamView { s })
+    }
+
+    // ----- TCP (network filter) streams -----
+
+    /// Open a TCP stream: `proxy_on_new_connection` runs through the chain (a Pause stops
+    /// iteration and buffers downstream data until `proxy_continue_stream(DOWNSTREAM)`).
+    pub fn open_tcp_stream(&mut self, props: StreamProps) -> Result<(StreamId, Flow), HostError> {
+        let id = self.open_http_stream(props);
+        let n = self.slots.len();
+        if let Some(slot) = self.core_ref().slot_of(id) {
+            if let Some(s) = self.core().stream_mut(slot) {
+                s.tcp = true;
+                s.resp.started = true;
+                s.resp.hdr_at = n;
+            }
+        }
+        let flow = self.input(id, false, |d| {
+            d.started = true;
+        })?;
+        Ok((id, flow))
+    }
+
+    /// Data from downstream (`proxy_on_downstream_data`, plugins first..last; buffer
+    /// DOWNSTREAM_DATA). What passed the chain is `StreamView::request_body`.
+    pub fn downstream_data(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Flow, HostError> {
+        self.input(id, false, |d| push_data(d, data, end_of_stream))
+    }
+
+    /// Data from upstream (`proxy_on_upstream_data`, plugins last..first; buffer
+    /// UPSTREAM_DATA). What passed the chain is `StreamView::response_body`.
+    pub fn upstream_data(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Flow, HostError> {
+        self.input(id, true, |d| push_data(d, data, end_of_stream))
+    }
+
+    /// A connection close: `proxy_on_downstream_connection_close` (downstream = true) or
+    /// `proxy_on_upstream_connection_close` on every plugin context, with `peer`
+    /// (proxy_peer_type_t: 0 unknown, 1 local, 2 remote).
+    pub fn connection_close(
+        &mut self,
+        id: StreamId,
+        downstream: bool,
+        peer: u32,
+    ) -> Result<(), HostError> {
+        let slot = self.slot(id)?;
+        for p in 0..self.slots.len() {
+            let ctx = match self.ensure_ctx(slot, p) {
+                Ok(c) => c,
+                Err(_) => continue,
+            };
+            self.invoke(p, CallCtx::new(CallKind::Stream, ctx, Some(slot)), |vm| {
+                let args = (ctx as i32, peer as i32);
+                let r = if downstream {
+                    vm.call_cb(
+                        |c| c.on_downstream_connection_close.as_ref(),
+                        args,
+                        "proxy_on_downstream_connection_close",
+                    )
+                } else {
+                    vm.call_cb(
+                        |c| c.on_upstream_connection_close.as_ref(),
+                        args,
+                        "proxy_on_upstream_connection_close",
+                    )
+                };
+                r.unwrap_or(Ok(())).map(|_| 0)
+            });
+        }
+        self.run_actions();
+        Ok(())
+    }
+
+    /// Envoy-style foreign-function callback: `proxy_on_foreign_function(root, function_id,
+    /// size)` on chain plugin `plugin`, with `args` readable as FOREIGN_FUNCTION_ARGUMENTS.
+    pub fn foreign_function_callback(&mut self, plugin: usize, function_id: u32, args: &[u8]) {
+        let Some(root) = self
+            .slots
+            .get(plugin)
+            .and_then(|s| s.vm.as_ref())
+            .map(|v| v.root_ctx())
+        else {
+            return;
+        };
+        let mut call = CallCtx::new(CallKind::Foreign, root, None);
+        call.foreign_args = Some(args.to_vec());
+        let n = args.len() as i32;
+        self.invoke(plugin, call, |vm| {
+            vm.call_cb(
+                |c| c.on_foreign_function.as_ref(),
+                (root as i32, function_id as i32, n),
+                "proxy_on_foreign_function",
+            )
+            .unwrap_or(Ok(()))
+            .map(|_| 0)
+        });
+        self.run_actions();
     }
 
     // ----- time and events -----
@@ -1313,7 +1424,8 @@ fn local_reply_headers(r: &LocalReply, grpc_req: bool) -> Headers {
             h.add(k, v);
         }
     }
-    if !(grpc_req && r.grpc_status.is_some()) && !r.body.is_empty() {
+    let grpc_reply = grpc_req && r.grpc_status.is_some();
+    if !grpc_reply && !r.body.is_empty() {
         if h.get_bytes(b"content-type").is_none() {
             h.add(b"content-type", b"text/plain");
         }

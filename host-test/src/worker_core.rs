@@ -105,7 +105,6 @@ pub(crate) struct Callout {
     /// The context that dispatched it (answers go to it).
     pub(crate) ctx: u32,
     pub(crate) kind: CalloutKind,
-    pub(crate) cluster: String,
     /// Copy of the request for `pending_*` inspection.
     pub(crate) http: Option<crate::callouts::HttpCallRequest>,
     pub(crate) grpc: Option<crate::callouts::GrpcCallRequest>,
@@ -124,7 +123,6 @@ pub(crate) enum Action {
     },
     LocalReply {
         slot: u32,
-        plugin: usize,
         reply: LocalReply,
     },
 }
@@ -137,9 +135,10 @@ pub(crate) struct TickState {
 
 /// Worker state reachable from host functions.
 pub(crate) struct WorkerCore {
+    #[allow(dead_code, reason = "kept for debugging output")]
     pub(crate) worker: Option<usize>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) streams: Vec<Box<HttpStream>>,
+    pub(crate) streams: Vec<HttpStream>,
     pub(crate) live: Vec<bool>,
     pub(crate) gens: Vec<u32>,
     pub(crate) free: Vec<u32>,
@@ -179,7 +178,7 @@ impl WorkerCore {
     pub(crate) fn stream(&self, slot: u32) -> Option<&HttpStream> {
         let i = slot as usize;
         if *self.live.get(i)? {
-            self.streams.get(i).map(|b| &**b)
+            self.streams.get(i)
         } else {
             None
         }
@@ -187,7 +186,7 @@ impl WorkerCore {
     pub(crate) fn stream_mut(&mut self, slot: u32) -> Option<&mut HttpStream> {
         let i = slot as usize;
         if *self.live.get(i)? {
-            self.streams.get_mut(i).map(|b| &mut **b)
+            self.streams.get_mut(i)
         } else {
             None
         }
@@ -206,7 +205,7 @@ impl WorkerCore {
             self.live[i] = true;
             return (s, self.gens[i]);
         }
-        self.streams.push(Box::default());
+        self.streams.push(HttpStream::default());
         self.live.push(true);
         self.gens.push(1);
         ((self.streams.len() - 1) as u32, 1)

@@ -10,24 +10,27 @@ use crate::vm::{CallKind, VmState};
 /// Bytes of a readable buffer: Err(status) when the type is bad, Ok(None) when unavailable.
 fn read_buf(st: &VmState, t: i32) -> Result<Option<&[u8]>, i32> {
     Ok(match t {
-        0 | 1 => {
-            let response = t == 1;
+        0..=3 => {
+            // 0/1: HTTP bodies; 2/3: TCP downstream/upstream data (same buffers).
+            let response = t == 1 || t == 3;
             let (Some(slot), Some(core)) = (st.call.stream, st.core.as_deref()) else {
                 return Ok(None);
             };
             let Some(s) = core.stream(slot) else {
                 return Ok(None);
             };
+            if s.tcp != (t >= 2) {
+                return Ok(None);
+            }
             let pos = s.pos(response, st.plugin_index);
             let dir = if response { &s.resp } else { &s.req };
             dir.body_open(pos).then(|| dir.buf[pos].as_slice())
         }
-        2 | 3 => None,
         4 => st.call.http_response.as_ref().map(|r| r.body.as_slice()),
         5 => st.call.grpc_message.as_deref(),
         6 => (st.call.kind == CallKind::VmStart).then(|| st.plugin.spec.vm_config.as_slice()),
         7 => (st.call.kind == CallKind::Configure).then(|| st.plugin.spec.plugin_config.as_slice()),
-        8 => None,
+        8 => st.call.foreign_args.as_deref(),
         _ => return Err(status::BAD_ARGUMENT),
     })
 }
@@ -98,7 +101,7 @@ pub(super) fn add(r: &mut Reg) {
             if !(0..=8).contains(&t) {
                 return Ok(status::BAD_ARGUMENT);
             }
-            if t > 1 {
+            if t > 3 {
                 // Only bodies are writable here; the others are unavailable or read-only.
                 return Ok(if read_buf(st, t).ok().flatten().is_some() {
                     status::BAD_ARGUMENT
@@ -106,7 +109,7 @@ pub(super) fn add(r: &mut Reg) {
                     status::NOT_FOUND
                 });
             }
-            let response = t == 1;
+            let response = t == 1 || t == 3;
             let plugin = st.plugin_index;
             let (Some(slot), Some(core)) = (st.call.stream, st.core.as_deref_mut()) else {
                 return Ok(status::NOT_FOUND);
@@ -114,6 +117,9 @@ pub(super) fn add(r: &mut Reg) {
             let Some(s) = core.stream_mut(slot) else {
                 return Ok(status::NOT_FOUND);
             };
+            if s.tcp != (t >= 2) {
+                return Ok(status::NOT_FOUND);
+            }
             let pos = s.pos(response, plugin);
             let dir = if response { &mut s.resp } else { &mut s.req };
             if !dir.body_open(pos) {

@@ -133,7 +133,6 @@ pub(super) fn add(r: &mut Reg) {
                     generation,
                     ctx,
                     kind: CalloutKind::Http,
-                    cluster,
                     http: Some(req),
                     grpc: None,
                 },
@@ -357,7 +356,6 @@ fn grpc_open(c: &mut C<'_>, p: [i32; 8], msg: Option<(i32, i32)>, timeout: i32, 
             } else {
                 CalloutKind::Grpc
             },
-            cluster,
             http: None,
             grpc: Some(req),
         },

@@ -26,7 +26,6 @@ pub(crate) mod status {
     pub(crate) const OK: i32 = 0;
     pub(crate) const NOT_FOUND: i32 = 1;
     pub(crate) const BAD_ARGUMENT: i32 = 2;
-    pub(crate) const SERIALIZATION_FAILURE: i32 = 3;
     pub(crate) const PARSE_FAILURE: i32 = 4;
     pub(crate) const INVALID_MEMORY_ACCESS: i32 = 6;
     pub(crate) const EMPTY: i32 = 7;
@@ -166,10 +165,4 @@ pub(crate) fn return_scratch(c: &mut C<'_>, out: Vec<u8>, ptr_ptr: i32, size_ptr
     let r = return_bytes(c, &out, ptr_ptr, size_ptr);
     c.data_mut().scratch = out;
     r
-}
-
-/// Bytes at (ptr, len) as an owned Vec, or None when outside memory.
-pub(crate) fn read_vec(c: &mut C<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let (mem, _) = mem_state(c)?;
-    slice(mem, ptr, len).map(|s| s.to_vec())
 }

@@ -15,12 +15,18 @@ fn continue_stream(st: &mut VmState, t: i32) -> i32 {
     let response = match t {
         0 => false,
         1 => true,
-        // Envoy: DOWNSTREAM/UPSTREAM are not supported for HTTP filters.
-        2 | 3 => return status::UNIMPLEMENTED,
+        // Envoy: DOWNSTREAM continues reading on a network filter (a no-op for HTTP);
+        // UPSTREAM is UNIMPLEMENTED.
+        2 => false,
+        3 => return status::UNIMPLEMENTED,
         _ => return status::BAD_ARGUMENT,
     };
     let plugin = st.plugin_index;
     if let (Some(slot), Some(core)) = (st.call.stream, st.core.as_deref_mut()) {
+        let tcp = core.stream(slot).is_some_and(|s| s.tcp);
+        if (t == 2) != tcp {
+            return status::OK;
+        }
         core.actions.push(Action::Continue {
             slot,
             plugin,
@@ -119,11 +125,7 @@ pub(super) fn add(r: &mut Reg) {
                 grpc_status: (0..=16).contains(&grpc).then_some(grpc),
                 plugin,
             };
-            core.actions.push(Action::LocalReply {
-                slot,
-                plugin,
-                reply,
-            });
+            core.actions.push(Action::LocalReply { slot, reply });
             st.call.local_reply_sent = true;
             Ok(status::OK)
         },
