@@ -60,8 +60,21 @@ pub(crate) fn param(key: &str) -> Option<String> {
 #[no_mangle]
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
+#[cfg(target_os = "wasi")]
+extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// The reactor entry point. Calling `__wasm_call_ctors` here (as the Rust SDK's `main!` macro
+/// does, proxy-wasm-rust-sdk `src/lib.rs`) keeps wasm-ld from wrapping every export in
+/// constructor/destructor calls, which would reset libc state on each callback.
 #[no_mangle]
 pub extern "C" fn _initialize() {
+    #[cfg(target_os = "wasi")]
+    // SAFETY: called once by the host before any other export, as the reactor ABI requires.
+    unsafe {
+        __wasm_call_ctors();
+    }
     with(|s| s.initialized = true);
 }
 
