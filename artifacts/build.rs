@@ -170,8 +170,14 @@ fn main() {
 /// Lists the crates to build with `cargo metadata --no-deps` (no resolution, no network).
 fn discover(cargo: &Path, root: &Path) -> Vec<Module> {
     let mut cmd = Command::new(cargo);
-    cmd.args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
-        .arg(root.join("Cargo.toml"));
+    cmd.args([
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+        "--manifest-path",
+    ])
+    .arg(root.join("Cargo.toml"));
     scrub(&mut cmd);
     let output = run(&mut cmd, "cargo metadata");
     let meta: serde_json::Value = match serde_json::from_slice(&output) {
@@ -193,11 +199,15 @@ fn discover(cargo: &Path, root: &Path) -> Vec<Module> {
         } else {
             continue;
         };
-        let cdylib = package["targets"].as_array().into_iter().flatten().find(|t| {
-            t["crate_types"]
-                .as_array()
-                .is_some_and(|types| types.iter().any(|ty| ty == "cdylib"))
-        });
+        let cdylib = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| {
+                t["crate_types"]
+                    .as_array()
+                    .is_some_and(|types| types.iter().any(|ty| ty == "cdylib"))
+            });
         let Some(cdylib) = cdylib else {
             if kind == "guest" {
                 fail(
@@ -218,7 +228,10 @@ fn discover(cargo: &Path, root: &Path) -> Vec<Module> {
         modules.push(Module {
             name,
             package: package["name"].as_str().unwrap_or_default().to_string(),
-            lib_name: cdylib["name"].as_str().unwrap_or_default().replace('-', "_"),
+            lib_name: cdylib["name"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('-', "_"),
             kind,
         });
     }
@@ -250,9 +263,7 @@ fn ensure_wasm_target() {
     if target_lib.is_dir() {
         return;
     }
-    println!(
-        "cargo:warning=installing the {TARGET} target (missing from {sysroot}) with rustup"
-    );
+    println!("cargo:warning=installing the {TARGET} target (missing from {sysroot}) with rustup");
     let mut cmd = Command::new("rustup");
     cmd.args(["target", "add", TARGET]);
     run(&mut cmd, "rustup target add wasm32-wasip1");
