@@ -194,10 +194,12 @@ fn http_route(ctx: &Ctx, route: &Route, host: &str) -> HttpRoute {
         if let Some(h) = &m.host {
             let h = h.to_ascii_lowercase();
             let base = match h.strip_prefix("*.") {
-                Some(rest) => format!("[^.]+\\.{}", re_escape(rest)),
+                // Any depth of subdomain, like the filter's suffix match.
+                Some(rest) => format!(".+\\.{}", re_escape(rest)),
                 None => re_escape(&h),
             };
-            req.authority = Some(StringMatch::Regex(format!("{base}(:[0-9]+)?")));
+            // Case-insensitive, optional port: the filter compares the host the same way.
+            req.authority = Some(StringMatch::Regex(format!("(?i){base}(:[0-9]+)?")));
         }
         for (k, v) in &m.headers {
             req.headers
