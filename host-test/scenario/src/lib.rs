@@ -12,6 +12,8 @@ pub mod dist;
 pub mod driver;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "host")]
+pub mod host_engine;
 pub mod locate;
 pub mod model;
 pub mod parse;

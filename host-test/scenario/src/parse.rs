@@ -38,12 +38,12 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         ScenarioError {
             file: file.to_string(),
             position,
-            path: if path == "." {
+            path: if path == "." || path.ends_with('?') {
                 String::new()
             } else {
                 path.clone()
             },
-            message: clean_message(&inner.to_string(), &path),
+            message: hint(clean_message(&inner.to_string(), &path), text),
         }
     })?;
     let locations = Locations::index(text);
@@ -61,16 +61,35 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
 
 /// serde_yaml appends " at line L column C" and prefixes the path; both are shown by us.
 fn clean_message(msg: &str, path: &str) -> String {
-    let msg = match msg.rfind(" at line ") {
-        Some(i) => &msg[..i],
-        None => msg,
-    };
+    // Drop serde_yaml's own " at line L column C" (the position is shown in front).
+    let mut msg = msg.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        let rest = &msg[i + " at line ".len()..];
+        let skip = rest
+            .find(" column ")
+            .map(|c| c + " column ".len())
+            .map(|c| {
+                c + rest[c..]
+                    .find(|ch: char| !ch.is_ascii_digit())
+                    .unwrap_or(rest.len() - c)
+            })
+            .unwrap_or(0);
+        msg = format!("{}{}", &msg[..i], &rest[skip..]);
+    }
     // serde_yaml names the parent path itself; ours (from serde_path_to_error) is shown.
-    let msg = match msg.split_once(": ") {
-        Some((head, rest)) if !head.contains(' ') && path.starts_with(head) => rest,
+    match msg.split_once(": ") {
+        Some((head, rest)) if !head.contains(' ') && path.starts_with(head) => rest.to_string(),
         _ => msg,
-    };
-    msg.to_string()
+    }
+}
+
+/// A common slip: `{{client}}` unquoted inside a `{...}` flow mapping.
+fn hint(message: String, text: &str) -> String {
+    if message.contains("flow mapping") && text.contains("{{") {
+        format!("{message} (quote values that use `{{{{...}}}}` placeholders)")
+    } else {
+        message
+    }
 }
 
 fn display_path(path: &[String]) -> String {

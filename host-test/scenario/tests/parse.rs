@@ -164,8 +164,12 @@ fn checks_after_parsing_point_at_the_field() {
 
 #[test]
 fn syntax_errors_and_missing_sections() {
-    let e = error("phases: [\n");
-    assert!(e.starts_with("bad.yaml:"), "{e}");
+    let e = error("request_templates: {a: {path: /x/{{client}}}}\nphases: []\n");
+    assert!(e.starts_with("bad.yaml:1:"), "{e}");
+    assert!(
+        e.contains("quote values that use `{{...}}` placeholders"),
+        "{e}"
+    );
     let e = error("request_templates: {a: {}}\n");
     assert!(e.contains("missing field `phases`"), "{e}");
     let e = error("request_templates: {}\nphases: [{name: p, duration: 1s, rate: 1/s}]\n");
