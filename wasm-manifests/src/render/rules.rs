@@ -306,7 +306,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
                 "MeshwardBackupVerifyFailed",
                 "critical",
                 "0m",
-                format!("max(kube_job_status_failed{{namespace=\"{ns}\",job_name=~\"{svc}-pg-verify-.*\"}}) > 0"),
+                format!("max by (job_name) (kube_job_status_failed{{namespace=\"{ns}\",job_name=~\"{svc}-pg-verify-.*\"}}) > 0"),
                 "The latest PostgreSQL dump did not restore and verify",
                 format!("{svc}: the verification job {{{{ $labels.job_name }}}} failed: the newest backup may not be restorable."),
                 "backup-verify",
