@@ -229,10 +229,11 @@ complete_stamps() {
 
 # choose_backup PREFIX EXT: sets BACKUP_BASE (e.g. pg-shop-20261128T214500Z) and opens the
 # store it lives in. RESTORE_FROM may name a backup (any of its files, or its stamp) or a
-# path/URL of its dump; unset means the latest complete backup in BACKUP_DEST.
+# path/URL of its dump; unset, empty or "latest" means the latest complete backup in
+# BACKUP_DEST.
 choose_backup() {
-  _from=${RESTORE_FROM:-}
-  if [ -z "$_from" ]; then
+  _from=${RESTORE_FROM:-latest}
+  if [ "$_from" = latest ]; then
     complete_stamps "$1" >"$WORK/stamps.txt"
     _latest=$(tail -n 1 "$WORK/stamps.txt")
     [ -n "$_latest" ] || die "$EX_NOBACKUP" "no complete backup named $1-<stamp>.manifest in $BACKUP_DEST"

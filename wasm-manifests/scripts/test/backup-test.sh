@@ -297,10 +297,11 @@ app_psql -d shop -c "INSERT INTO customers (name, email, created_at) VALUES ('La
 pg_fingerprint >"$T/pg.second"
 expect_rc 0 "pg-backup of changed data" "$T/out" pg-backup.sh
 check "two backups now" test "$(ls "$T/store"/pg-shop-*.manifest | wc -l)" = 2
+expect_rc 4 "pg-restore RESTORE_FROM=<a backup that does not exist>" "$T/out" pg-restore.sh RESTORE_FROM=pg-shop-20000101T000000Z
 expect_rc 0 "pg-restore RESTORE_FROM=<first backup's dump path>" "$T/out" pg-restore.sh RESTORE_FROM="$T/store/$DUMP"
 pg_fingerprint >"$T/pg.after2"
 check "RESTORE_FROM picked the first backup" cmp -s "$T/pg.before" "$T/pg.after2"
-expect_rc 0 "pg-restore of the latest (second) backup" "$T/out" pg-restore.sh
+expect_rc 0 "pg-restore of the latest (second) backup, RESTORE_FROM=latest" "$T/out" pg-restore.sh RESTORE_FROM=latest
 pg_fingerprint >"$T/pg.after3"
 check "latest is the second backup" cmp -s "$T/pg.second" "$T/pg.after3"
 
