@@ -71,7 +71,7 @@ $AT_EXIT"
 }
 
 run_at_exit() {
-  _rc=$?
+  _exit_rc=$?
   trap - EXIT
   # Each registered command runs even if an earlier one fails.
   # A here-document, not a pipe: the commands must run in this shell (to reap children).
@@ -82,7 +82,7 @@ run_at_exit() {
 $AT_EXIT
 EOF_AT_EXIT
   [ -n "${WORK:-}" ] && rm -rf "$WORK"
-  exit "$_rc"
+  exit "$_exit_rc"
 }
 
 # Creates WORK (a private temp dir) and installs the traps that clean it up.

@@ -79,7 +79,7 @@ while read -r db _n; do
     # The password travels as the script's last argument through stdin (-x), not argv.
     printf '%s' "${REDIS_PASSWORD:-}" | (unset REDISCLI_AUTH; exec redis-cli -s "$WORK/scratch.sock" -n "$db" -x \
       EVAL "$MIGRATE_LUA" 0 "$cursor" 200 "$REDIS_HOST" "$REDIS_PORT" "$db" 60000) >"$WORK/migrate.out" 2>&1 ||
-      die "$EX_FAIL" "MIGRATE of db $db to $target failed: $(head -c 500 "$WORK/migrate.out")"
+      die "$EX_FAIL" "MIGRATE of db $db to $target failed after $moved keys (target is PARTLY restored; run again): $(head -c 500 "$WORK/migrate.out")"
     cursor=$(sed -n 1p "$WORK/migrate.out")
     count=$(sed -n 2p "$WORK/migrate.out")
     case "$cursor/$count" in
