@@ -331,6 +331,20 @@ check "objects written under the s3 prefix" test "$(ls "$T/s3/bucket/shop/pg" | 
 expect_rc 0 "pg-verify from s3://" "$T/out" pg-verify.sh PATH="$S3PATH" BACKUP_DEST=s3://bucket/shop/pg
 expect_rc 2 "s3:// without an aws CLI is a config error" "$T/out" pg-backup.sh BACKUP_DEST=s3://bucket/shop/pg PATH="$PGBIN:/usr/bin:/bin"
 
+# ---- PostgreSQL: the checksum notices one changed value ------------------------------------
+# Two backups one UPDATE apart; the second dump presented with the first one's manifest (its
+# sha256 fixed up) must fail on exactly that table, with equal row counts.
+expect_rc 0 "pg-backup A" "$T/out" pg-backup.sh BACKUP_DEST="$T/swapA"
+app_psql -d shop -c "UPDATE products SET price = price + 0.01 WHERE sku = 'SKU-0042'" >/dev/null
+expect_rc 0 "pg-backup B (one price changed)" "$T/out" pg-backup.sh BACKUP_DEST="$T/swapB"
+a_base=$(cd "$T/swapA" && ls *.manifest); a_base=${a_base%.manifest}
+b_base=$(cd "$T/swapB" && ls *.manifest); b_base=${b_base%.manifest}
+cp "$T/swapB/$b_base.dump" "$T/swapA/$a_base.dump"
+reseal "$T/swapA" "$a_base" dump
+expect_rc 3 "pg-verify: a dump differing in one value from its manifest fails" "$T/out" pg-verify.sh BACKUP_DEST="$T/swapA"
+expect_log "... naming public.products, same row count, different content" "$T/out" 'ERROR table public.products: checksum .* \(same row count, different content\)'
+check "... and only that table" test "$(grep -c 'ERROR table' "$T/out")" = 1
+
 # ---- PostgreSQL: a backup taken while the service writes -----------------------------------
 # A writer commits an order every few ms until told to stop (at most ~60 s). The backup runs
 # between writes; the dump and the manifest must still agree (one exported snapshot), so
@@ -413,6 +427,20 @@ if cmp -s "$T/redis.before" "$T/redis.after"; then pass "restored Redis equals t
   fail "restored Redis differs"; diff "$T/redis.before" "$T/redis.after" | sed 's/^/    | /'
 fi
 check "binary key and value restored byte for byte" test "$(rcli EVAL 'return redis.sha1hex(redis.call("GET", "bin\0key\nwith newline"))' 0)" = "$(printf '\0\1\2\377 binary value' | sha1sum | cut -d' ' -f1)"
+
+# The digest notices one changed hash field: backup B's RDB with backup A's manifest.
+expect_rc 0 "redis-backup A" "$T/out" redis-backup.sh BACKUP_DEST="$T/rswapA"
+rcli HSET customer:42 balance 1.0 >/dev/null
+expect_rc 0 "redis-backup B (one hash field changed)" "$T/out" redis-backup.sh BACKUP_DEST="$T/rswapB"
+ra=$(cd "$T/rswapA" && ls *.manifest); ra=${ra%.manifest}
+rb=$(cd "$T/rswapB" && ls *.manifest); rb=${rb%.manifest}
+cp "$T/rswapB/$rb.rdb" "$T/rswapA/$ra.rdb"
+reseal "$T/rswapA" "$ra" rdb
+redis_fingerprint >"$T/redis.pre-swap"
+expect_rc 3 "redis-restore: an RDB differing in one hash field from its manifest fails" "$T/out" redis-restore.sh BACKUP_DEST="$T/rswapA"
+expect_log "... naming the digest" "$T/out" "ERROR .*loads with digest"
+redis_fingerprint >"$T/redis.post-swap"
+check "... before touching the target" cmp -s "$T/redis.pre-swap" "$T/redis.post-swap"
 
 rcli SET marker before-failed-restore >/dev/null
 redis_fingerprint >"$T/redis.pre-bad"
