@@ -6,7 +6,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "meshward", version, about = "Resilience policy for Istio as proxy-wasm filters")]
+#[command(
+    name = "meshward",
+    version,
+    about = "Resilience policy for Istio as proxy-wasm filters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,7 +19,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the filters through a built-in scenario and show what happened.
-    Demo,
+    Demo(cmd::demo::DemoArgs),
+    /// Drive a plugin chain with a traffic scenario on virtual time and report what happened.
+    Run(cmd::run::RunArgs),
     /// Validate policy files; print every problem as file:line:col: field.path: message.
     Check(cmd::check::CheckArgs),
     /// Build each filter into an OCI image layout Istio accepts (wasm-opt -Oz, reproducible).
@@ -30,10 +36,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo => {
-            println!("meshward demo: nothing to run yet");
-            Ok(())
-        }
+        Command::Demo(args) => cmd::demo::run(&args),
+        Command::Run(args) => cmd::run::run(&args),
         Command::Package(args) => cmd::package::run(&args),
         Command::Push(args) => cmd::push::run(&args),
         Command::Render(args) => cmd::render::run(&args),

@@ -402,3 +402,25 @@ impl Engine for HostEngine {
             .collect()
     }
 }
+
+/// Loads `chain` into a fresh host and runs `scenario` on `workers` workers.
+pub fn run_chain(
+    scenario: &Scenario,
+    chain: &[ChainPlugin],
+    workers: usize,
+    log_cap: usize,
+    progress: Option<&mut dyn FnMut(crate::Progress)>,
+) -> Result<crate::Report, RunError> {
+    let mut engine = HostEngine::new(scenario, chain, workers)?;
+    let infos = chain.iter().map(ChainPlugin::info).collect();
+    crate::run(
+        scenario,
+        &mut engine,
+        infos,
+        crate::RunOptions {
+            workers,
+            log_cap,
+            progress,
+        },
+    )
+}

@@ -17,6 +17,7 @@ pub mod host_engine;
 pub mod locate;
 pub mod model;
 pub mod parse;
+pub mod render;
 pub mod report;
 pub mod traffic;
 pub mod units;
