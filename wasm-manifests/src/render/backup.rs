@@ -104,9 +104,9 @@ pub(super) fn render(ctx: &Ctx, out: &mut Out) -> Result<(), RenderError> {
 
     let scripts_cm = format!("{}-backup-scripts", ctx.service());
     out.push(
-        "backup.yaml",
+        "backup-scripts.yaml",
         Some(
-            "The backup scripts (wasm-manifests/scripts/), mounted at /scripts in every job below."
+            "The backup scripts (wasm-manifests/scripts/), mounted at /scripts in every backup job."
                 .into(),
         ),
         &ConfigMap {
