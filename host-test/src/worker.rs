@@ -730,7 +730,8 @@ impl Worker {
     ) -> Result<Flow, HostError> {
         let slot = self.slot(id)?;
         if let Some(s) = self.core().stream_mut(slot) {
-            if !(s.reset || (!response && s.local_reply.is_some())) {
+            // After a reset or a local reply, later input from either side is ignored.
+            if !(s.reset || s.local_reply.is_some()) {
                 let d = if response { &mut s.resp } else { &mut s.req };
                 if !d.aborted {
                     f(d);
