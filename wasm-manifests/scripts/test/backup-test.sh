@@ -124,9 +124,10 @@ run_script() {
     PGHOST=127.0.0.1 PGPORT="$PGPORT_T" PGUSER=app PGPASSWORD=apppw PGDATABASE=shop \
     REDIS_HOST=127.0.0.1 REDIS_PORT="$REDIS_PORT_T" REDIS_PASSWORD=redispw \
     BACKUP_DEST="$T/store" FAKE_S3_ROOT="$T/s3" "$@" \
-    "$SH" "$HERE/$script" >"$out" 2>&1 || rc=$?
+    "${SCRIPT_RUNNER[@]}" "$SH" "$HERE/$script" >"$out" 2>&1 || rc=$?
   return "$rc"
 }
+SCRIPT_RUNNER=()   # e.g. (setpriv --reuid=...) to run the scripts as another user
 # expect_rc CODE NAME OUTFILE SCRIPT [VAR=value ...]
 expect_rc() {
   local want=$1 name=$2 out=$3; shift 3
@@ -470,6 +471,25 @@ rcli FLUSHALL >/dev/null
 expect_rc 0 "redis-restore from s3://" "$T/out" redis-restore.sh PATH="$S3PATH" BACKUP_DEST=s3://bucket/shop/redis
 check "restore from s3 brought back the data incl. the marker key" test "$(rcli GET marker)" = before-failed-restore
 
+fi
+
+# ---- as the Jobs run them: an unknown uid (65532, no passwd entry, no home) ----------------
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+  say "--- as uid 65532"
+  mkdir -p "$T/uid-tmp" "$T/uid-store"
+  chmod 1777 "$T/uid-tmp" "$T/uid-store"
+  SCRIPT_RUNNER=(setpriv --reuid=65532 --regid=65532 --clear-groups)
+  uid_env=(HOME=/nonexistent TMPDIR="$T/uid-tmp" BACKUP_DEST="$T/uid-store")
+  if [ "$ONLY" != redis ]; then
+    expect_rc 0 "pg-backup as uid 65532" "$T/out" pg-backup.sh "${uid_env[@]}"
+    expect_rc 0 "pg-verify as uid 65532" "$T/out" pg-verify.sh "${uid_env[@]}"
+  fi
+  if [ "$ONLY" != pg ]; then
+    expect_rc 0 "redis-backup as uid 65532" "$T/out" redis-backup.sh "${uid_env[@]}"
+    expect_rc 0 "redis-restore as uid 65532" "$T/out" redis-restore.sh "${uid_env[@]}"
+  fi
+  check "uid 65532 runs left no work directories" test -z "$(ls "$T/uid-tmp")"
+  SCRIPT_RUNNER=()
 fi
 
 # ---- leftovers ----------------------------------------------------------------------------------
