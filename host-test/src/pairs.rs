@@ -34,6 +34,23 @@ impl Headers {
                 .push((k.as_bytes().to_ascii_lowercase(), v.as_bytes().to_vec()));
         }
     }
+    /// Replace the contents with `pairs`, taking entry buffers from `pool` (and returning the
+    /// old ones to it) so a worker reusing streams does not allocate per header.
+    pub(crate) fn fill_pooled(
+        &mut self,
+        pairs: &[(&str, &str)],
+        pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        pool.append(&mut self.0);
+        for (k, v) in pairs {
+            let (mut kb, mut vb) = pool.pop().unwrap_or_default();
+            kb.clear();
+            kb.extend(k.bytes().map(|b| b.to_ascii_lowercase()));
+            vb.clear();
+            vb.extend_from_slice(v.as_bytes());
+            self.0.push((kb, vb));
+        }
+    }
     /// First value of `name` (as Envoy's `get_header_map_value`), as UTF-8 (lossy is avoided:
     /// non-UTF-8 values give None; use `get_bytes`).
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -132,12 +132,18 @@ pub(crate) struct Dir {
     pub(crate) aborted: bool,
     /// Total body bytes received from outside.
     pub(crate) received: usize,
+    /// Header entry buffers kept for reuse by the next stream in this slot.
+    pub(crate) pool: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Dir {
     pub(crate) fn reset(&mut self, n: usize) {
         self.n = n;
-        self.headers.0.clear();
+        self.pool.append(&mut self.headers.0);
+        if let Some(t) = self.trailers.as_mut() {
+            self.pool.append(&mut t.0);
+        }
+        self.pool.truncate(256);
         self.started = false;
         self.headers_eos = false;
         self.hdr_at = 0;

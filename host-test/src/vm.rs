@@ -77,6 +77,27 @@ impl CallCtx {
     }
 }
 
+/// Identity hash for context ids (small sequential integers).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = n as u64;
+    }
+}
+
+/// Context id -> stream slot.
+pub(crate) type CtxMap = HashMap<u32, u32, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Store data of one VM.
 pub(crate) struct VmState {
     pub(crate) memory: Option<Memory>,
@@ -95,7 +116,7 @@ pub(crate) struct VmState {
     pub(crate) next_ctx_id: u32,
     pub(crate) root_ctx: u32,
     /// Stream context id -> stream slot.
-    pub(crate) ctx_streams: HashMap<u32, u32>,
+    pub(crate) ctx_streams: CtxMap,
     /// Contexts whose `on_done` returned false (proxy_done allowed).
     pub(crate) pending_done: Vec<u32>,
     /// `proxy_set_property` from the root context.
@@ -259,7 +280,7 @@ impl Vm {
             call: CallCtx::new(CallKind::Init, 0, None),
             next_ctx_id: 1,
             root_ctx: 0,
-            ctx_streams: HashMap::new(),
+            ctx_streams: CtxMap::default(),
             pending_done: Vec::new(),
             root_props: HashMap::new(),
             startup_logs: Some(Vec::new()),

@@ -59,6 +59,7 @@ pub struct Worker {
     core: Option<Box<WorkerCore>>,
     rx: Receiver<Inbox>,
     completed: VecDeque<StreamId>,
+    ctx_scratch: Vec<PluginCtx>,
 }
 
 impl Drop for Worker {
@@ -120,6 +121,7 @@ impl Worker {
             core,
             rx,
             completed: VecDeque::new(),
+            ctx_scratch: Vec::new(),
         })
     }
 
@@ -751,7 +753,7 @@ impl Worker {
         end_of_stream: bool,
     ) -> Result<Flow, HostError> {
         self.input(id, false, |d| {
-            d.headers.fill_from(headers);
+            d.headers.fill_pooled(headers, &mut d.pool);
             d.started = true;
             d.headers_eos = end_of_stream;
         })
@@ -788,7 +790,7 @@ impl Worker {
         end_of_stream: bool,
     ) -> Result<Flow, HostError> {
         self.input(id, true, |d| {
-            d.headers.fill_from(headers);
+            d.headers.fill_pooled(headers, &mut d.pool);
             d.started = true;
             d.headers_eos = end_of_stream;
         })
@@ -828,13 +830,15 @@ impl Worker {
         let slot = self.slot(id)?;
         let n = self.slots.len();
         let now = self.core().now();
-        let ctxs: Vec<PluginCtx> = match self.core().stream_mut(slot) {
+        let mut ctxs = std::mem::take(&mut self.ctx_scratch);
+        ctxs.clear();
+        match self.core().stream_mut(slot) {
             Some(s) => {
                 s.end_nanos = Some(now);
-                s.ctx.clone()
+                ctxs.extend_from_slice(&s.ctx);
             }
             None => return Err(HostError::UnknownStream(id.0)),
-        };
+        }
         let live = |w: &Worker, p: usize| {
             let c = ctxs[p];
             c.id != 0 && !c.skip && c.generation == w.slots[p].generation && w.slots[p].vm.is_some()
@@ -897,6 +901,7 @@ impl Worker {
         if let Some(s) = core.stream_mut(slot) {
             s.complete = true;
         }
+        self.ctx_scratch = ctxs;
         self.completed.push_back(id);
         while self.completed.len() > COMPLETED_KEPT {
             if let Some(old) = self.completed.pop_front() {
