@@ -24,7 +24,8 @@ impl Counters {
             }
         };
         if let Some(id) = id {
-            let _ = proxy_wasm::hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            let _ =
+                proxy_wasm::hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }

@@ -69,9 +69,11 @@ impl RootContext for Root {
         let store = SharedStore::new(LOCK_KEY, s.shared.cas_retries);
         store.init();
         let pacing = limiter.policy().routes.iter().any(|r| {
-            r.ratelimit
-                .as_ref()
-                .is_some_and(|rl| rl.rules.iter().any(|x| x.algorithm == Algorithm::LeakyBucket))
+            r.ratelimit.as_ref().is_some_and(|rl| {
+                rl.rules
+                    .iter()
+                    .any(|x| x.algorithm == Algorithm::LeakyBucket)
+            })
         });
         let cache_cap = s.global.as_ref().map_or(0, |g| g.cache_entries as usize);
         self.shared = Some(Rc::new(Shared {
@@ -108,7 +110,10 @@ impl RootContext for Root {
                     let _ = reply::reply_to(
                         id,
                         r.status,
-                        &[("content-type", "application/problem+json"), ("retry-after", "1")],
+                        &[
+                            ("content-type", "application/problem+json"),
+                            ("retry-after", "1"),
+                        ],
                         body.as_bytes(),
                     );
                 }
@@ -191,7 +196,13 @@ impl Request {
         out
     }
 
-    fn reject(&mut self, route: &str, rule: &str, retry_after_ns: u64, fields: Vec<(&'static str, String)>) {
+    fn reject(
+        &mut self,
+        route: &str,
+        rule: &str,
+        retry_after_ns: u64,
+        fields: Vec<(&'static str, String)>,
+    ) {
         let r = &self.shared.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
         let retry_s = retry.to_string();
@@ -217,7 +228,9 @@ impl Request {
     }
 
     fn log(&self, rid: &str, route: &str, rule: &str, outcome: &str, extra: &str) {
-        log::debug!("ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}");
+        log::debug!(
+            "ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}"
+        );
     }
 
     /// After every enforcing rule passed: pace or forward.
@@ -229,19 +242,31 @@ impl Request {
             let held = Held {
                 context_id: self.id,
                 release_at: now.saturating_add(delay_ns),
-                deadline: now.saturating_add(delay_ns).saturating_add(tick.saturating_mul(2)),
+                deadline: now
+                    .saturating_add(delay_ns)
+                    .saturating_add(tick.saturating_mul(2)),
             };
             if self.shared.queue.borrow_mut().push(held) {
                 for r in plan.local() {
                     self.shared.count(route, &r.name, "delayed");
                 }
-                self.log(rid, route, "*", "delayed", &format!(" delay_ms={}", delay_ns / 1_000_000));
+                self.log(
+                    rid,
+                    route,
+                    "*",
+                    "delayed",
+                    &format!(" delay_ms={}", delay_ns / 1_000_000),
+                );
                 return Action::Pause;
             }
             // Queue full: nothing may be charged for a refused request.
             let retries = self.shared.limiter.settings().shared.cas_retries;
             refund_all(&mut *self.shared.store.borrow_mut(), local, now, retries);
-            let rule = plan.local().next().map_or("queue", |r| r.name.as_str()).to_string();
+            let rule = plan
+                .local()
+                .next()
+                .map_or("queue", |r| r.name.as_str())
+                .to_string();
             self.shared.count(route, &rule, "limited");
             self.log(rid, route, &rule, "limited", " reason=queue-full");
             self.response_headers.clear();
@@ -270,10 +295,25 @@ impl Request {
             for r in p.plan.global() {
                 self.shared.count(&route, &r.name, "rls_error");
             }
-            self.log(&p.request_id, &route, "*", "rls_error", &format!(" grpc_status={status}"));
+            self.log(
+                &p.request_id,
+                &route,
+                "*",
+                "rls_error",
+                &format!(" grpc_status={status}"),
+            );
             if p.failure == FailureMode::Deny {
-                refund_all(&mut *self.shared.store.borrow_mut(), &p.local, now, settings.shared.cas_retries);
-                self.refuse(500, "Rate limit service unavailable", "the global rate limit could not be checked");
+                refund_all(
+                    &mut *self.shared.store.borrow_mut(),
+                    &p.local,
+                    now,
+                    settings.shared.cas_retries,
+                );
+                self.refuse(
+                    500,
+                    "Rate limit service unavailable",
+                    "the global rate limit could not be checked",
+                );
                 return Action::Pause;
             }
             return self.admit(&p.plan, &p.local, p.delay_ns, &p.request_id);
@@ -286,7 +326,10 @@ impl Request {
                 if st.code == rls::code::OVER_LIMIT {
                     let reset = st.duration_until_reset.as_ref().map_or(0, |d| d.as_nanos());
                     if let (Some(k), true) = (p.keys.get(i), reset > 0) {
-                        self.shared.cache.borrow_mut().insert(*k, now.saturating_add(reset), now);
+                        self.shared
+                            .cache
+                            .borrow_mut()
+                            .insert(*k, now.saturating_add(reset), now);
                     }
                     retry = retry.max(reset);
                     if let Some(g) = globals.get(i) {
@@ -294,7 +337,12 @@ impl Request {
                     }
                 }
             }
-            refund_all(&mut *self.shared.store.borrow_mut(), &p.local, now, settings.shared.cas_retries);
+            refund_all(
+                &mut *self.shared.store.borrow_mut(),
+                &p.local,
+                now,
+                settings.shared.cas_retries,
+            );
             self.shared.count(&route, &rule, "limited");
             self.log(&p.request_id, &route, &rule, "limited", " source=rls");
             self.reject(&route, &rule, retry, Vec::new());
@@ -316,13 +364,19 @@ impl Request {
         let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
         match limiter.access(client) {
             Access::Deny => {
-                shared.counters.borrow_mut().add("meshward_ratelimit.denied", 1);
+                shared
+                    .counters
+                    .borrow_mut()
+                    .add("meshward_ratelimit.denied", 1);
                 self.log(&rid, "-", "-", "denied", "");
                 self.refuse(403, "Forbidden", "the client address is on the deny list");
                 return Action::Pause;
             }
             Access::Bypass => {
-                shared.counters.borrow_mut().add("meshward_ratelimit.bypassed", 1);
+                shared
+                    .counters
+                    .borrow_mut()
+                    .add("meshward_ratelimit.bypassed", 1);
                 self.log(&rid, "-", "-", "bypassed", "");
                 return Action::Continue;
             }
@@ -341,15 +395,27 @@ impl Request {
                 retry_after_ns,
                 states,
             } => {
-                let name = plan.local().nth(rule).map_or(String::new(), |r| r.name.clone());
+                let name = plan
+                    .local()
+                    .nth(rule)
+                    .map_or(String::new(), |r| r.name.clone());
                 shared.count(&route, &name, "limited");
-                self.log(&rid, &route, &name, "limited", &format!(" retry_after_ms={}", retry_after_ns / 1_000_000));
+                self.log(
+                    &rid,
+                    &route,
+                    &name,
+                    "limited",
+                    &format!(" retry_after_ms={}", retry_after_ns / 1_000_000),
+                );
                 let fields = self.header_fields(&items(&plan, &states));
                 self.reject(&route, &name, retry_after_ns, fields);
                 return Action::Pause;
             }
             Outcome::Exhausted { rule, error } => {
-                let name = plan.local().nth(rule).map_or(String::new(), |r| r.name.clone());
+                let name = plan
+                    .local()
+                    .nth(rule)
+                    .map_or(String::new(), |r| r.name.clone());
                 shared.count(&route, &name, "cas_exhausted");
                 let why = error.map_or(String::new(), |e| format!(" error={e}"));
                 self.log(&rid, &route, &name, "cas_exhausted", &why);
@@ -369,7 +435,12 @@ impl Request {
         // Shadow rules: charged when they admit, counted and marked when they would not.
         let mut shadowed = Vec::new();
         for r in plan.shadow() {
-            match evaluate(&mut *shared.store.borrow_mut(), std::slice::from_ref(&r.check), now, retries) {
+            match evaluate(
+                &mut *shared.store.borrow_mut(),
+                std::slice::from_ref(&r.check),
+                now,
+                retries,
+            ) {
                 Outcome::Reject { .. } => {
                     shared.count(&route, &r.name, "shadow_limited");
                     self.log(&rid, &route, &r.name, "shadow_limited", "");
@@ -380,7 +451,10 @@ impl Request {
             }
         }
         if !shadowed.is_empty() {
-            self.set_http_request_header(&settings.response.shadow_header, Some(&shadowed.join(",")));
+            self.set_http_request_header(
+                &settings.response.shadow_header,
+                Some(&shadowed.join(",")),
+            );
         }
         // Global rules: one call for all of them.
         let globals: Vec<_> = plan.global().collect();
@@ -389,14 +463,20 @@ impl Request {
                 .iter()
                 .map(|r| {
                     let d = r.descriptor.as_deref().unwrap_or(&[]);
-                    let flat: Vec<&[u8]> = d.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]).collect();
+                    let flat: Vec<&[u8]> = d
+                        .iter()
+                        .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()])
+                        .collect();
                     hash64(&flat)
                 })
                 .collect();
-            let cached = keys
-                .iter()
-                .zip(&globals)
-                .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, r.name.clone())));
+            let cached = keys.iter().zip(&globals).find_map(|(k, r)| {
+                shared
+                    .cache
+                    .borrow()
+                    .over(*k, now)
+                    .map(|left| (left, r.name.clone()))
+            });
             if let Some((left, name)) = cached {
                 refund_all(&mut *shared.store.borrow_mut(), &local, now, retries);
                 shared.count(&route, &name, "limited");
@@ -406,7 +486,16 @@ impl Request {
             }
             let failure = if globals
                 .iter()
-                .filter_map(|r| limiter.policy().routes.get(plan.route.0)?.ratelimit.as_ref()?.rules.get(r.index))
+                .filter_map(|r| {
+                    limiter
+                        .policy()
+                        .routes
+                        .get(plan.route.0)?
+                        .ratelimit
+                        .as_ref()?
+                        .rules
+                        .get(r.index)
+                })
                 .any(|rule| rule.failure_mode.unwrap_or(g.failure_mode) == FailureMode::Deny)
             {
                 FailureMode::Deny
@@ -423,16 +512,28 @@ impl Request {
                             .as_deref()
                             .unwrap_or(&[])
                             .iter()
-                            .map(|(k, v)| rls::Entry { key: k.clone(), value: v.clone() })
+                            .map(|(k, v)| rls::Entry {
+                                key: k.clone(),
+                                value: v.clone(),
+                            })
                             .collect(),
-                        hits_addend: (r.check.cost != 1).then_some(rls::UInt64Value { value: r.check.cost }),
+                        hits_addend: (r.check.cost != 1).then_some(rls::UInt64Value {
+                            value: r.check.cost,
+                        }),
                     })
                     .collect(),
                 hits_addend: 1,
             };
             let bytes = prost::Message::encode_to_vec(&msg);
             let timeout = Duration::from_nanos(g.timeout.as_nanos());
-            match self.dispatch_grpc_call(&g.cluster, rls::SERVICE, rls::METHOD, Vec::new(), Some(&bytes), timeout) {
+            match self.dispatch_grpc_call(
+                &g.cluster,
+                rls::SERVICE,
+                rls::METHOD,
+                Vec::new(),
+                Some(&bytes),
+                timeout,
+            ) {
                 Ok(_) => {
                     self.pending = Some(Pending {
                         plan,
@@ -453,7 +554,10 @@ impl Request {
                         failure,
                         keys,
                     });
-                    log::warn!("ratelimit: cannot call the rate limit service on {}: {status:?}", g.cluster);
+                    log::warn!(
+                        "ratelimit: cannot call the rate limit service on {}: {status:?}",
+                        g.cluster
+                    );
                     return self.on_global_answer(u32::MAX, None);
                 }
             }
@@ -473,7 +577,10 @@ impl Context for Request {
         .flatten();
         if let Action::Continue = self.on_global_answer(status, body) {
             if !reply::resume_request(self.id) {
-                log::debug!("ratelimit: stream {} ended while the global limit was checked", self.id);
+                log::debug!(
+                    "ratelimit: stream {} ended while the global limit was checked",
+                    self.id
+                );
             }
         }
     }

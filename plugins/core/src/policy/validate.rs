@@ -124,14 +124,13 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
                 let has_brace = seg.contains(['{', '}']);
                 let var = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
                 match var {
-                    Some(v) if !v.is_empty() && !v.contains(['{', '}']) => {
-                        if !vars.insert(v) {
-                            out.push(
-                                format!("{at}.path.template"),
-                                format!("variable `{{{v}}}` appears twice"),
-                            );
-                        }
+                    Some(v) if !v.is_empty() && !v.contains(['{', '}']) && !vars.insert(v) => {
+                        out.push(
+                            format!("{at}.path.template"),
+                            format!("variable `{{{v}}}` appears twice"),
+                        );
                     }
+                    Some(v) if !v.is_empty() && !v.contains(['{', '}']) => {}
                     _ if has_brace => out.push(
                         format!("{at}.path.template"),
                         format!(
