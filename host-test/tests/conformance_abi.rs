@@ -664,6 +664,44 @@ fn grpc_callout_carries_bytes_end_to_end() {
 }
 
 #[test]
+fn grpc_stream_sends_receives_and_closes() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (host, _) = callout_host(seen);
+    let plugin = host.load(conformance("gs", "grpc_stream")).expect("loads");
+    let mut w = host.worker(&[plugin]).expect("worker");
+    let id = w.open_http_stream(StreamProps::new());
+    assert_eq!(
+        w.request_headers(id, &get("/gs"), true).unwrap(),
+        Flow::Paused { plugin: 0 }
+    );
+    // Each message is answered 3 ms after it was sent; the second one ends the stream.
+    w.advance(Duration::from_millis(3));
+    assert!(lines(&host, "gs").contains(&"NOTE stream got eno".to_string()));
+    assert!(!w.stream(id).unwrap().forwarded_upstream());
+    w.advance(Duration::from_millis(3));
+    assert!(lines(&host, "gs").contains(&"NOTE stream got owt".to_string()));
+    assert!(w.stream(id).unwrap().forwarded_upstream());
+    assert_checks(
+        &host,
+        "gs",
+        &[
+            "grpc_stream_unknown_cluster_parse_failure",
+            "grpc_stream_opened",
+            "grpc_stream_token_nonzero",
+            "grpc_send_first",
+            "grpc_send_unknown_not_found",
+            "grpc_cancel_unknown_not_found",
+            "grpc_close_unknown_not_found",
+            "grpc_stream_message_ok",
+            "grpc_send_last",
+            "grpc_stream_closed_ok",
+            "grpc_close_after_remote_close_not_found",
+            "continue_after_stream",
+        ],
+    );
+}
+
+#[test]
 fn queue_statuses_and_wakeup_on_one_worker() {
     let (host, _) = host();
     let plugin = host.load(conformance("q", "queues")).expect("loads");

@@ -128,6 +128,21 @@ extern "C" {
         timeout_ms: u32,
         token: *mut u32,
     ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_grpc_stream(
+        upstream: *const u8,
+        upstream_len: usize,
+        service: *const u8,
+        service_len: usize,
+        method: *const u8,
+        method_len: usize,
+        metadata: *const u8,
+        metadata_len: usize,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_grpc_send(token: u32, message: *const u8, message_len: usize, end_stream: u32) -> u32;
+    fn proxy_grpc_cancel(token: u32) -> u32;
+    fn proxy_grpc_close(token: u32) -> u32;
     fn proxy_set_shared_data(
         key: *const u8,
         key_len: usize,
@@ -412,6 +427,53 @@ pub fn grpc_call(
         )
     };
     (s, token)
+}
+
+pub fn grpc_stream(
+    upstream: &str,
+    service: &str,
+    method: &str,
+    metadata: &[(&str, &str)],
+) -> Got<u32> {
+    let md = encode_pairs(metadata);
+    let mut token = 0u32;
+    // SAFETY: pointers and lengths of live buffers; out-pointer to a local.
+    let s = unsafe {
+        proxy_grpc_stream(
+            upstream.as_ptr(),
+            upstream.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            md.as_ptr(),
+            md.len(),
+            &mut token,
+        )
+    };
+    (s, token)
+}
+
+pub fn grpc_send(token: u32, message: &[u8], end_stream: bool) -> u32 {
+    // SAFETY: pointer and length of a live slice.
+    unsafe {
+        proxy_grpc_send(
+            token,
+            message.as_ptr(),
+            message.len(),
+            u32::from(end_stream),
+        )
+    }
+}
+
+pub fn grpc_cancel(token: u32) -> u32 {
+    // SAFETY: plain value.
+    unsafe { proxy_grpc_cancel(token) }
+}
+
+pub fn grpc_close(token: u32) -> u32 {
+    // SAFETY: plain value.
+    unsafe { proxy_grpc_close(token) }
 }
 
 pub fn set_shared(key: &str, value: &[u8], cas: u32) -> u32 {

@@ -1,4 +1,4 @@
-//! Cases `http_callout` and `grpc_callout`: argument validation (unknown cluster, missing
+//! Cases `http_callout`, `grpc_callout` and `grpc_stream`: argument validation (unknown cluster, missing
 //! pseudo-headers), the callback's context and token, response maps and buffers, timeouts
 //! (`num_headers == 0`), gRPC message bytes end to end, and resuming the paused request.
 //! The request's `x-mode` header picks the variant: `ok` (default), `timeout`, `fail`, `deny`.
@@ -161,4 +161,68 @@ pub fn grpc_close(ctx: u32, token: u32, status: u32) {
             OK,
         );
     }
+}
+
+/// A token that no call or stream ever had.
+const BOGUS_TOKEN: u32 = 0x0dea_dbe0;
+
+pub fn grpc_stream_request_headers(ctx: u32) -> u32 {
+    let md = [("x-md", "1")];
+    check(
+        "grpc_stream_unknown_cluster_parse_failure",
+        abi::grpc_stream("no-such-cluster", "meshward.test.Echo", "Reverse", &md).0,
+        PARSE_FAILURE,
+    );
+    let (s, token) = abi::grpc_stream("ratelimit", "meshward.test.Echo", "Reverse", &md);
+    check("grpc_stream_opened", s, OK);
+    check_that("grpc_stream_token_nonzero", token != 0, token);
+    with(|st| st.tokens.insert(ctx, token));
+    check("grpc_send_first", abi::grpc_send(token, b"one", false), OK);
+    check(
+        "grpc_send_unknown_not_found",
+        abi::grpc_send(BOGUS_TOKEN, b"x", false),
+        abi::NOT_FOUND,
+    );
+    check(
+        "grpc_cancel_unknown_not_found",
+        abi::grpc_cancel(BOGUS_TOKEN),
+        abi::NOT_FOUND,
+    );
+    check(
+        "grpc_close_unknown_not_found",
+        abi::grpc_close(BOGUS_TOKEN),
+        abi::NOT_FOUND,
+    );
+    abi::PAUSE
+}
+
+pub fn grpc_stream_receive(ctx: u32, token: u32, size: usize) {
+    expect_token(ctx, token);
+    let (s, msg) = abi::get_buffer(abi::BUF_GRPC_MESSAGE, 0, size);
+    check("grpc_stream_message_ok", s, OK);
+    match msg.as_slice() {
+        b"eno" => {
+            note("stream got eno");
+            check("grpc_send_last", abi::grpc_send(token, b"two", true), OK);
+        }
+        b"owt" => note("stream got owt"),
+        other => {
+            check_that("grpc_stream_message_expected", false, other);
+        }
+    }
+}
+
+pub fn grpc_stream_close(ctx: u32, token: u32, status: u32) {
+    expect_token(ctx, token);
+    check("grpc_stream_closed_ok", status, 0);
+    check(
+        "grpc_close_after_remote_close_not_found",
+        abi::grpc_close(token),
+        abi::NOT_FOUND,
+    );
+    check(
+        "continue_after_stream",
+        abi::continue_stream(abi::STREAM_REQUEST),
+        OK,
+    );
 }

@@ -31,7 +31,8 @@ pub fn on_configure(case: &str, root_id: u32) -> u32 {
         "pause_resume" => pause::configure(),
         "cas_race" => shared::configure_race(),
         "headers" | "buffers" | "shared_data" | "metrics" | "properties" | "http_callout"
-        | "grpc_callout" | "local_reply" | "close_stream" | "wasi" => 1,
+        | "grpc_callout" | "local_reply" | "close_stream" | "wasi" | "shared_loop"
+        | "grpc_stream" => 1,
         other => {
             abi::log(abi::LOG_ERROR, &format!("unknown case `{other}`"));
             0
@@ -59,11 +60,13 @@ pub fn on_request_headers(case: &str, ctx: u32, num_headers: usize, eos: bool) -
         "headers" => headers::request_headers(num_headers),
         "shared_data" => shared::request_headers(),
         "cas_race" => shared::race(),
+        "shared_loop" => shared::shared_loop(),
         "queues" => queues::request_headers(),
         "metrics" => metrics::request_headers(),
         "properties" => properties::request_headers(),
         "http_callout" => callouts::http_request_headers(ctx),
         "grpc_callout" => callouts::grpc_request_headers(ctx),
+        "grpc_stream" => callouts::grpc_stream_request_headers(ctx),
         "local_reply" => local_reply::request_headers(),
         "pause_resume" => pause::request_headers(ctx),
         "close_stream" => {
@@ -114,11 +117,19 @@ pub fn on_http_call_response(case: &str, ctx: u32, token: u32, num_headers: usiz
 }
 
 pub fn on_grpc_receive(ctx: u32, token: u32, size: usize) {
-    callouts::grpc_receive(ctx, token, size);
+    if crate::case() == "grpc_stream" {
+        callouts::grpc_stream_receive(ctx, token, size);
+    } else {
+        callouts::grpc_receive(ctx, token, size);
+    }
 }
 
 pub fn on_grpc_close(ctx: u32, token: u32, status: u32) {
-    callouts::grpc_close(ctx, token, status);
+    if crate::case() == "grpc_stream" {
+        callouts::grpc_stream_close(ctx, token, status);
+    } else {
+        callouts::grpc_close(ctx, token, status);
+    }
 }
 
 pub fn on_log(case: &str, _ctx: u32) {

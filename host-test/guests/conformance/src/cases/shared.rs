@@ -1,5 +1,6 @@
 //! Cases `shared_data` (Envoy's CAS rules, checked one by one) and `cas_race` (a CAS-loop
-//! counter that several workers increment at once; the host test checks the final count).
+//! counter that several workers increment at once; the host test checks the final count), and
+//! `shared_loop` (the benchmark's guest-driven loop: `x-n` rounds of get + CAS set).
 
 use crate::abi::{self, CAS_MISMATCH, NOT_FOUND, OK};
 use crate::report::{check, check_that};
@@ -90,5 +91,23 @@ pub fn race() -> u32 {
         false,
         "10000 CAS mismatches in a row",
     );
+    abi::CONTINUE
+}
+
+/// `x-n` rounds of get + CAS set on one key, inside one callback (benchmark driver). Reports a
+/// FAIL line if a round does not succeed (one VM, so no round may see a mismatch).
+pub fn shared_loop() -> u32 {
+    let (_, n) = abi::map_get(abi::MAP_REQUEST_HEADERS, "x-n");
+    let n: u32 = n.parse().unwrap_or(0);
+    for _ in 0..n {
+        let (s, (v, cas)) = abi::get_shared("bench/shared");
+        let cas = if s == OK { cas } else { 0 };
+        let next = v.first().copied().unwrap_or(0).wrapping_add(1);
+        let s = abi::set_shared("bench/shared", &[next], cas);
+        if s != OK {
+            check("shared_loop_set", s, OK);
+            break;
+        }
+    }
     abi::CONTINUE
 }
