@@ -75,11 +75,10 @@ struct A<'a> {
 }
 
 impl A<'_> {
+    /// `(alert name, severity, for)`, then the expression and texts.
     fn add(
         &mut self,
-        name: &str,
-        severity: &str,
-        for_: &str,
+        (name, severity, for_): (&str, &str, &str),
         expr: String,
         summary: &str,
         description: String,
@@ -152,9 +151,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
     ] {
         let threshold = num(factor * budget);
         slo_rules.add(
-            name,
-            sev,
-            for_,
+            (name, sev, for_),
             format!(
                 "{} > {threshold}\nand\n{} > {threshold}",
                 err_ratio(&sel, long),
@@ -183,9 +180,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
         ),
     ] {
         slo_rules.add(
-            name,
-            sev,
-            "10m",
+            (name, sev, "10m"),
             format!(
                 "histogram_quantile({q}, sum by (le) (rate(istio_request_duration_milliseconds_bucket{{{sel}}}[5m]))) > {ms}"
             ),
@@ -196,9 +191,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
     }
     let er = slo.error_rate.fraction();
     slo_rules.add(
-        "MeshwardErrorRateHigh",
-        "critical",
-        "5m",
+        ("MeshwardErrorRateHigh", "critical", "5m"),
         format!("{} > {}", err_ratio(&sel, "5m"), num(er)),
         "The 5xx error rate is above the objective",
         format!("{svc}: {{{{ $value | humanizePercentage }}}} of requests failed with 5xx over 5m (objective {}%).", slo.error_rate.0),
@@ -215,18 +208,14 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
                 let limited = format!("sum(rate({}[5m]))", RL_LIMITED.selector(&m));
                 let allowed = format!("sum(rate({}[5m]))", RL_ALLOWED.selector(&m));
                 filter_rules.add(
-                    "MeshwardRateLimitedRatioHigh",
-                    "warning",
-                    "10m",
+                    ("MeshwardRateLimitedRatioHigh", "warning", "10m"),
                     format!("{limited}\n/\n({allowed} + {limited})\n> 0.1"),
                     "More than 10% of requests are rate limited",
                     format!("{svc}: {{{{ $value | humanizePercentage }}}} of rate-limit decisions were 429 over 5m."),
                     "ratelimit-limited",
                 );
                 filter_rules.add(
-                    "MeshwardRateLimitErrors",
-                    "warning",
-                    "10m",
+                    ("MeshwardRateLimitErrors", "warning", "10m"),
                     format!("sum(rate({}[5m])) > 0", RL_ERRORS.selector(&m)),
                     "The rate limiter cannot decide some requests",
                     format!("{svc}: the ratelimit filter falls back to its failure mode for {{{{ $value | humanize }}}} req/s (RLS unreachable or shared-data contention)."),
@@ -234,9 +223,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
                 );
             }
             "throttle" => filter_rules.add(
-                "MeshwardThrottleQueueSaturated",
-                "warning",
-                "5m",
+                ("MeshwardThrottleQueueSaturated", "warning", "5m"),
                 format!("sum({}) / sum({}) > 0.8", TH_QUEUE_LENGTH.selector(&m), TH_QUEUE_CAPACITY.selector(&m)),
                 "The throttle queue is more than 80% full",
                 format!("{svc}: queued requests fill {{{{ $value | humanizePercentage }}}} of the queue; rejections follow."),
@@ -244,18 +231,14 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
             ),
             "degrade" => {
                 filter_rules.add(
-                    "MeshwardDegraded",
-                    "warning",
-                    "5m",
+                    ("MeshwardDegraded", "warning", "5m"),
                     format!("max({}) >= 1", DG_LEVEL.selector(&m)),
                     "The service runs degraded",
                     format!("{svc}: degradation level {{{{ $value }}}} (1 degraded, 2 critical, 3 emergency)."),
                     "degraded",
                 );
                 filter_rules.add(
-                    "MeshwardDegradedCritical",
-                    "critical",
-                    "2m",
+                    ("MeshwardDegradedCritical", "critical", "2m"),
                     format!("max({}) >= 2", DG_LEVEL.selector(&m)),
                     "The service runs at critical or emergency level",
                     format!("{svc}: degradation level {{{{ $value }}}}; optional routes are shed."),
@@ -263,9 +246,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
                 );
             }
             "fallback" => filter_rules.add(
-                "MeshwardCircuitBreakerOpen",
-                "warning",
-                "2m",
+                ("MeshwardCircuitBreakerOpen", "warning", "2m"),
                 format!("max({}) > 0", FB_BREAKERS_OPEN.selector(&m)),
                 "A circuit breaker is open",
                 format!("{svc}: {{{{ $value }}}} breaker(s) open; answers come from fallbacks."),
@@ -276,18 +257,14 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
     }
     if !ctx.policy.filters_used().is_empty() {
         filter_rules.add(
-            "MeshwardWasmVmRestarting",
-            "warning",
-            "0m",
+            ("MeshwardWasmVmRestarting", "warning", "0m"),
             format!("sum by (pod) (increase(envoy_wasm_envoy_wasm_runtime_v8_created{{{m}}}[10m])) > 0\nand on (pod)\nmax by (pod) (envoy_server_uptime{{{m}}}) > 900"),
             "Wasm VMs are being re-created in a long-running proxy",
             format!("{svc}: pod {{{{ $labels.pod }}}} created {{{{ $value }}}} Wasm VMs in 10m after more than 15m of uptime: a filter crashed and was reloaded (or a WasmPlugin changed). With FAIL_OPEN the filter is bypassed meanwhile."),
             "wasm-vm",
         );
         filter_rules.add(
-            "MeshwardWasmModuleFetchFailing",
-            "critical",
-            "5m",
+            ("MeshwardWasmModuleFetchFailing", "critical", "5m"),
             format!("sum by (pod) (increase(istio_agent_wasm_remote_fetch_count{{{m},result!=\"success\"}}[10m])) > 0"),
             "The sidecar cannot fetch a filter module",
             format!("{svc}: pod {{{{ $labels.pod }}}} failed to fetch a Wasm module; with FAIL_OPEN the filter is not running there."),
@@ -303,9 +280,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
         let ns = ctx.ns();
         if b.postgres.is_some() {
             backup_rules.add(
-                "MeshwardBackupVerifyFailed",
-                "critical",
-                "0m",
+                ("MeshwardBackupVerifyFailed", "critical", "0m"),
                 format!("max by (job_name) (kube_job_status_failed{{namespace=\"{ns}\",job_name=~\"{svc}-pg-verify-.*\"}}) > 0"),
                 "The latest PostgreSQL dump did not restore and verify",
                 format!("{svc}: the verification job {{{{ $labels.job_name }}}} failed: the newest backup may not be restorable."),
@@ -315,9 +290,7 @@ pub(super) fn rule_spec(ctx: &Ctx) -> PrometheusRuleSpec {
         for (what, present) in [("pg", b.postgres.is_some()), ("redis", b.redis.is_some())] {
             if present {
                 backup_rules.add(
-                    if what == "pg" { "MeshwardPostgresBackupStale" } else { "MeshwardRedisBackupStale" },
-                    "warning",
-                    "15m",
+                    (if what == "pg" { "MeshwardPostgresBackupStale" } else { "MeshwardRedisBackupStale" }, "warning", "15m"),
                     format!("time() - max(kube_cronjob_status_last_successful_time{{namespace=\"{ns}\",cronjob=\"{svc}-{what}-backup\"}}) > 90000"),
                     "No successful backup for more than 25 hours",
                     format!("{svc}: the last successful {what} backup finished {{{{ $value | humanizeDuration }}}} ago."),
