@@ -18,10 +18,14 @@ pub(crate) const EPOCH_PERIOD: Duration = Duration::from_millis(2);
 /// Largest linear memory any VM may get (cpp-host `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES`).
 pub(crate) const MAX_MEMORY_BYTES: usize = 1 << 30;
 
+/// A compiled module (or its compile error), filled once.
+type ModuleSlot = Arc<OnceLock<Result<Module, String>>>;
+
 pub(crate) struct ProcessEngine {
     pub(crate) engine: Engine,
     pub(crate) pooling: bool,
-    modules: Mutex<HashMap<[u8; 32], Module>>,
+    /// One slot per module hash: concurrent loads of the same bytes wait for one compile.
+    modules: Mutex<HashMap<[u8; 32], ModuleSlot>>,
     ticker: Mutex<Weak<Ticker>>,
 }
 
@@ -77,19 +81,16 @@ pub(crate) fn engine() -> Result<&'static ProcessEngine, String> {
 }
 
 impl ProcessEngine {
-    /// Compile `wasm` or return the cached module for the same bytes.
+    /// Compile `wasm` or return the cached module for the same bytes (single flight: a second
+    /// caller with the same bytes waits for the first compile). Failures are cached too.
     pub(crate) fn module(&self, wasm: &[u8]) -> Result<Module, String> {
         let key: [u8; 32] = Sha256::digest(wasm).into();
-        if let Ok(m) = self.modules.lock() {
-            if let Some(module) = m.get(&key) {
-                return Ok(module.clone());
-            }
-        }
-        let module = Module::from_binary(&self.engine, wasm).map_err(|e| format!("{e:#}"))?;
-        if let Ok(mut m) = self.modules.lock() {
-            m.insert(key, module.clone());
-        }
-        Ok(module)
+        let slot = {
+            let mut m = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(key).or_default().clone()
+        };
+        slot.get_or_init(|| Module::from_binary(&self.engine, wasm).map_err(|e| format!("{e:#}")))
+            .clone()
     }
 
     /// A handle on the ticker thread, starting it if no Host holds one.
