@@ -4,6 +4,7 @@
 //! every problem with its field path (and file:line:column when parsed from YAML).
 
 mod cidr;
+#[cfg(feature = "deployment")]
 pub mod deployment;
 mod error;
 mod parse;
@@ -52,6 +53,7 @@ pub struct Policy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratelimit: Option<RateLimitSettings>,
     /// Renderer-only section.
+    #[cfg(feature = "deployment")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<deployment::Deployment>,
 }
@@ -133,6 +135,7 @@ impl Policy {
                     })
                     .collect(),
                 ratelimit: self.ratelimit.clone(),
+                #[cfg(feature = "deployment")]
                 deployment: None,
             },
         };

@@ -98,6 +98,7 @@ pub(crate) fn problems(p: &Policy) -> Problems {
     if let Some(s) = &p.ratelimit {
         check_settings(s, &mut out);
     }
+    #[cfg(feature = "deployment")]
     if let Some(d) = &p.deployment {
         for (path, msg) in d.problems() {
             out.push(path, msg);
