@@ -136,3 +136,24 @@ fn json_errors_carry_the_path() {
         "{l:?}"
     );
 }
+
+/// The policies embedded in the ratelimit example scenarios are valid.
+#[test]
+fn example_scenario_policies_are_valid() {
+    use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples");
+    for name in ["ratelimit-tiers.yaml"] {
+        let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        let docs = YamlLoader::load_from_str(&text).unwrap();
+        let config = &docs[0]["plugins"][0]["config"];
+        assert!(
+            !matches!(config, Yaml::BadValue),
+            "{name}: no plugins[0].config"
+        );
+        let mut out = String::new();
+        YamlEmitter::new(&mut out).dump(config).unwrap();
+        if let Err(e) = parse_yaml(&out, name) {
+            panic!("{name}:\n{e}");
+        }
+    }
+}
