@@ -367,8 +367,9 @@ pub struct PostgresBackup {
     /// Scratch database the verification restores into (dropped and recreated each run).
     #[serde(default = "default_verify_db")]
     pub verify_database: String,
-    /// Container image with pg_dump/pg_restore/psql and the AWS CLI.
-    #[serde(default = "default_pg_image")]
+    /// Container image with the PostgreSQL client tools (psql, pg_dump, pg_restore) and the
+    /// AWS CLI (`aws`) the scripts need for `s3://` destinations. Required: no public image
+    /// carries both, so a default would only fail at 3 a.m.
     pub image: String,
 }
 
@@ -380,9 +381,6 @@ fn default_pg_schedule() -> String {
 }
 fn default_verify_db() -> String {
     "meshward_restore_check".to_string()
-}
-fn default_pg_image() -> String {
-    "postgres:16".to_string()
 }
 
 /// Redis backup target.
@@ -400,8 +398,7 @@ pub struct RedisBackup {
     /// Cron schedule of the snapshot.
     #[serde(default = "default_redis_schedule")]
     pub schedule: String,
-    /// Container image with redis-cli and the AWS CLI.
-    #[serde(default = "default_redis_image")]
+    /// Container image with redis-cli and the AWS CLI (`aws`). Required, as for PostgreSQL.
     pub image: String,
 }
 
@@ -410,9 +407,6 @@ fn default_redis_port() -> u16 {
 }
 fn default_redis_schedule() -> String {
     "30 * * * *".to_string()
-}
-fn default_redis_image() -> String {
-    "redis:7".to_string()
 }
 
 /// Alert receivers: critical pages PagerDuty, warning goes to Slack, info to email (each
@@ -783,6 +777,20 @@ mod tests {
         assert!(serde_json::from_value::<Deployment>(v.clone()).is_err());
         v["slo"] = serde_json::json!({"latency_p95": "10 parsecs"});
         assert!(serde_json::from_value::<Deployment>(v).is_err());
+    }
+
+    #[test]
+    fn backup_jobs_need_an_explicit_image() {
+        let mut v = minimal();
+        v["backup"] = serde_json::json!({
+            "bucket": "s3://b/p",
+            "redis": {"host": "r"}
+        });
+        let e = serde_json::from_value::<Deployment>(v.clone()).unwrap_err();
+        assert!(e.to_string().contains("image"), "{e}");
+        v["backup"]["redis"]["image"] = "tools:redis7".into();
+        let d: Deployment = serde_json::from_value(v).unwrap();
+        assert_eq!(d.backup.unwrap().redis.unwrap().image, "tools:redis7");
     }
 
     #[test]
