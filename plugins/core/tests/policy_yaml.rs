@@ -142,7 +142,7 @@ fn json_errors_carry_the_path() {
 fn example_scenario_policies_are_valid() {
     use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples");
-    for name in ["ratelimit-tiers.yaml"] {
+    for name in ["ratelimit-tiers.yaml", "demo-scenario.yaml"] {
         let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
         let docs = YamlLoader::load_from_str(&text).unwrap();
         let config = &docs[0]["plugins"][0]["config"];
