@@ -23,6 +23,19 @@
 //! Per-VM memory cap (wasmtime `ResourceLimiter`), per-callback deadline (epoch interruption
 //! with a ticker thread owned by the live hosts), traps contained and reported as
 //! [`TrapReport`]s; after a trap the plugin's [`FailStrategy`] applies.
+//!
+//! ## Where this host differs from Envoy (on purpose or not yet done)
+//! - `on_done` returning false is recorded (`proxy_done` then answers OK), but `on_log` and
+//!   `on_delete` run right away instead of waiting for `proxy_done`.
+//! - A second `proxy_send_local_response` on a stream is refused with BAD_ARGUMENT and a
+//!   warning (Envoy hangs the client, envoy#28826).
+//! - HTTP callout timeouts reach the guest as a failed call (0 headers, `proxy_get_status`
+//!   11 "timeout"); Envoy's async client may answer 504 instead. Failures are 11 "reset".
+//! - No body buffer limit (Envoy's 413/503 on overflow), no per-callback frozen time, no
+//!   capability restriction, no reload backoff for FailReload, gRPC upstreams are cluster names
+//!   only (not serialized `GrpcService` protos).
+//! - Properties: the common attributes are computed; anything else (xds.node, metadata, ...)
+//!   comes as bytes from the embedder (`HostBuilder::property`, `StreamProps::property`).
 
 mod abi;
 mod callouts;
