@@ -23,6 +23,16 @@ fn demo_runs_with_no_files_or_flags() {
     for phase in ["morning", "sale", "evening", "total"] {
         assert!(stdout.contains(phase), "phase {phase} missing:\n{stdout}");
     }
+    // The built-in policy limits free users during the sale, never gold ones.
+    assert!(
+        stdout.contains("(429:"),
+        "no rate-limited requests:\n{stdout}"
+    );
+    let gold_limited = stdout.lines().any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.get(1) == Some(&"gold") && cols.get(4).is_some_and(|n| *n != "0")
+    });
+    assert!(!gold_limited, "gold users were limited:\n{stdout}");
 }
 
 #[test]

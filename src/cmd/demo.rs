@@ -1,6 +1,7 @@
 //! `meshward demo`: runs the built-in plugin chain through the built-in scenario
 //! (`deploy/examples/demo-scenario.yaml`, compiled in) and shows what happened. No files or
-//! flags needed. To show a different chain, change `DEMO_SCENARIO` (its `plugins:`).
+//! flags needed. The chain is the scenario's `plugins:` (the rate-limit filter with a policy
+//! by tier); to show another chain, edit that file (`headers-scenario.yaml` has a sample plugin).
 
 use anyhow::Result;
 use clap::Args;

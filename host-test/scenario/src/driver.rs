@@ -55,6 +55,7 @@ enum Stage {
 #[derive(Debug)]
 struct Flight {
     phase: usize,
+    template: String,
     stage: Stage,
     paused_since: Option<Duration>,
     paused_total: Duration,
@@ -75,6 +76,7 @@ enum End {
 
 struct PhaseAcc {
     totals: Totals,
+    by_template: BTreeMap<String, crate::report::TemplateCounts>,
     cpu_us: Vec<f64>,
     pause_ms: Vec<f64>,
     metrics: BTreeMap<String, MetricReport>,
@@ -122,6 +124,7 @@ pub fn run<E: Engine>(
             .iter()
             .map(|_| PhaseAcc {
                 totals: Totals::default(),
+                by_template: BTreeMap::new(),
                 cpu_us: vec![],
                 pause_ms: vec![],
                 metrics: BTreeMap::new(),
@@ -183,6 +186,11 @@ pub fn run<E: Engine>(
             };
             started += 1;
             d.phases[req.phase].totals.requests += 1;
+            d.phases[req.phase]
+                .by_template
+                .entry(req.template.clone())
+                .or_default()
+                .requests += 1;
             d.start(worker, &req)?;
         }
         if let Some(p) = opts.progress.as_mut() {
@@ -226,6 +234,7 @@ pub fn run<E: Engine>(
             duration_ms: ms(ph.duration.get()),
             rate_per_s: ph.rate.per_second(),
             totals: acc.totals,
+            by_template: acc.by_template,
             metrics: acc.metrics,
         });
     }
@@ -273,6 +282,7 @@ impl<E: Engine> Driver<'_, E> {
             key,
             Flight {
                 phase: req.phase,
+                template: req.template.clone(),
                 stage: Stage::Request,
                 paused_since: None,
                 paused_total: Duration::ZERO,
@@ -416,6 +426,12 @@ impl<E: Engine> Driver<'_, E> {
         let Some(acc) = self.phases.get_mut(f.phase) else {
             return Ok(());
         };
+        let t = acc.by_template.entry(f.template.clone()).or_default();
+        match how {
+            End::Forwarded(_) => t.forwarded += 1,
+            End::Local(..) => t.local_replies += 1,
+            End::Reset | End::Unfinished => t.other += 1,
+        }
         let o = &mut acc.totals.outcomes;
         match how {
             End::Forwarded(status) => {

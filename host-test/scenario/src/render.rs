@@ -51,13 +51,39 @@ pub fn render(report: &Report, log_lines: usize) -> String {
     }
     out.push('\n');
     out.push_str(&table(&header, &rows));
+    if report.phases.iter().any(|p| p.by_template.len() > 1) {
+        let header = [
+            "phase",
+            "template",
+            "requests",
+            "forwarded",
+            "local replies",
+            "reset/unfinished",
+        ];
+        let mut rows = Vec::new();
+        for p in &report.phases {
+            for (name, t) in &p.by_template {
+                rows.push(vec![
+                    p.name.clone(),
+                    name.clone(),
+                    t.requests.to_string(),
+                    t.forwarded.to_string(),
+                    t.local_replies.to_string(),
+                    t.other.to_string(),
+                ]);
+            }
+        }
+        out.push_str("\nby template:\n");
+        out.push_str(&table(&header, &rows));
+    }
     for p in &report.phases {
         if p.metrics.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\nmetrics after {}:", p.name);
         for (k, m) in &p.metrics {
-            let _ = writeln!(out, "  {k} = {} ({:+})", trim(m.value), trim(m.delta));
+            let sign = if m.delta >= 0.0 { "+" } else { "" };
+            let _ = writeln!(out, "  {k} = {} ({sign}{})", trim(m.value), trim(m.delta));
         }
     }
     if report.logs.total > 0 {

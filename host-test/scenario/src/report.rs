@@ -63,8 +63,23 @@ pub struct PhaseReport {
     /// What happened to the requests that arrived in this phase.
     #[serde(flatten)]
     pub totals: Totals,
+    /// Outcomes per request template (e.g. per tier of client).
+    pub by_template: BTreeMap<String, TemplateCounts>,
     /// Metrics at the end of the phase and their change over it.
     pub metrics: BTreeMap<String, MetricReport>,
+}
+
+/// Outcomes of one template's requests in a phase.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TemplateCounts {
+    /// Requests that arrived.
+    pub requests: u64,
+    /// Forwarded upstream.
+    pub forwarded: u64,
+    /// Answered locally.
+    pub local_replies: u64,
+    /// Reset or unfinished.
+    pub other: u64,
 }
 
 /// Counts that add up over phases.
