@@ -169,3 +169,51 @@ pub fn proxy_abi_versions(module: &[u8]) -> Vec<String> {
     found.dedup();
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // (module (func (export "proxy_abi_version_0_2_1")))
+    const TINY: &[u8] = &[
+        0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 7, 27, 1, 23, 112, 114, 111,
+        120, 121, 95, 97, 98, 105, 95, 118, 101, 114, 115, 105, 111, 110, 95, 48, 95, 50, 95, 49,
+        0, 0, 10, 4, 1, 2, 0, 11,
+    ];
+
+    #[test]
+    fn a_missing_wasm_opt_says_how_to_get_it_or_skip_it() {
+        let err = WasmOpt::at("/nonexistent/wasm-opt")
+            .optimize("m", TINY)
+            .unwrap_err();
+        assert!(matches!(err, OciError::WasmOptMissing), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("apt-get install binaryen") && text.contains("--no-opt"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_modules_are_rejected_with_the_validator_message() {
+        let err = unoptimized("m", b"not wasm at all")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("m is not a valid WebAssembly module") && err.contains("magic"),
+            "{err}"
+        );
+        let mut truncated = TINY.to_vec();
+        truncated.truncate(TINY.len() - 3);
+        assert!(unoptimized("m", &truncated).is_err());
+        let ok = unoptimized("m", TINY).unwrap();
+        assert_eq!(
+            (ok.raw_size, ok.size(), ok.optimizer.as_str()),
+            (TINY.len(), TINY.len(), "none")
+        );
+        assert_eq!(
+            proxy_abi_versions(TINY),
+            vec!["proxy_abi_version_0_2_1".to_string()]
+        );
+    }
+}
