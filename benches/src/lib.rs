@@ -1,1 +1,11 @@
-//! criterion benchmarks for meshward.
+//! Baselines for the criterion benchmarks in `benches/`: what the same work costs without the
+//! meshward host, measured in the same run so results are reported as ratios.
+//!
+//! - [`floor::Floor`]: a bare wasmtime embedding of a proxy-wasm module (every import a stub
+//!   returning zeros, no Envoy bookkeeping): the floor for calls into the guest and for VM start.
+//! - [`native::NativeStore`]: Envoy's shared-data rules as plain Rust behind a mutex.
+//!
+//! This crate must not know the host's internals; the benches use only its public API.
+
+pub mod floor;
+pub mod native;

@@ -771,8 +771,8 @@ fn rejected_configuration_is_a_load_error_with_the_plugins_log_lines() {
     let (host, _) = host();
     let err = host
         .load(conformance("rej", "reject"))
-        .err()
-        .expect("on_configure returned false");
+        .map(drop)
+        .expect_err("on_configure returned false");
     let text = err.to_string();
     assert!(text.contains("rej"), "names the plugin: {text}");
     assert!(

@@ -149,8 +149,8 @@ fn malformed_module_is_refused() {
     let (host, _) = host();
     let err = host
         .load(PluginSpec::new("junk", b"\0asm but not really".to_vec()))
-        .err()
-        .expect("refused");
+        .map(drop)
+        .expect_err("refused");
     assert!(matches!(err, LoadError::InvalidModule { .. }), "{err:?}");
     assert!(err.to_string().contains("junk"), "{err}");
 }
@@ -176,8 +176,8 @@ fn unknown_import_is_refused_by_name() {
     let wasm = module_importing("env", "proxy_not_a_function", "(param i32) (result i32)");
     let err = host
         .load(PluginSpec::new("imp", wasm))
-        .err()
-        .expect("refused");
+        .map(drop)
+        .expect_err("refused");
     assert!(matches!(err, LoadError::UnknownImport { .. }), "{err:?}");
     assert!(err.to_string().contains("proxy_not_a_function"), "{err}");
 }
@@ -194,8 +194,8 @@ fn strict_mode_refuses_imports_an_older_envoy_lacks() {
     let strict = Host::builder().strict_imports(true).build().expect("host");
     let err = strict
         .load(PluginSpec::new("new-wasi", wasm.clone()))
-        .err()
-        .expect("refused in strict mode");
+        .map(drop)
+        .expect_err("refused in strict mode");
     assert!(matches!(err, LoadError::UnknownImport { .. }), "{err:?}");
     assert!(err.to_string().contains("sock_accept"), "{err}");
     let lenient = Host::builder().build().expect("host");
@@ -209,8 +209,8 @@ fn trap_or_false_during_configure_is_a_load_error_with_logs() {
     let (host, _) = host();
     let err = host
         .load(trap_plugin(FailStrategy::FailOpen).plugin_config(b"configure:panic".to_vec()))
-        .err()
-        .expect("refused");
+        .map(drop)
+        .expect_err("refused");
     let text = err.to_string();
     assert!(matches!(err, LoadError::StartFailed { .. }), "{err:?}");
     assert!(text.contains("proxy_on_configure"), "{text}");
@@ -221,8 +221,8 @@ fn trap_or_false_during_configure_is_a_load_error_with_logs() {
 
     let err = host
         .load(trap_plugin(FailStrategy::FailOpen).plugin_config(b"configure:false".to_vec()))
-        .err()
-        .expect("refused");
+        .map(drop)
+        .expect_err("refused");
     assert!(
         err.to_string()
             .contains("rejecting configuration `configure:false`"),
@@ -231,7 +231,7 @@ fn trap_or_false_during_configure_is_a_load_error_with_logs() {
 
     let err = host
         .load(trap_plugin(FailStrategy::FailOpen).vm_config(b"vm_start:panic".to_vec()))
-        .err()
-        .expect("refused");
+        .map(drop)
+        .expect_err("refused");
     assert!(err.to_string().contains("proxy_on_vm_start"), "{err}");
 }

@@ -1,0 +1,134 @@
+//! Benchmarks of the meshward proxy-wasm host against baselines measured in the same run:
+//! one request lifecycle (noop guest, header-logging guest) vs the bare-wasmtime floor, VM
+//! start vs the bare-wasmtime floor, shared-data get + CAS set (host-side and guest-driven) vs
+//! a native store. Run with
+//! `cargo bench -p meshward-benches -- --warm-up-time 1 --measurement-time 3`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use meshward_benches::{floor::Floor, native::NativeStore};
+use meshward_host::{Host, PluginSpec, SetOutcome, StreamProps};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const REQUEST: &[(&str, &str)] = &[
+    (":method", "GET"),
+    (":path", "/api/items?page=2"),
+    (":authority", "svc.local"),
+    (":scheme", "http"),
+    ("user-agent", "bench/1.0"),
+    ("accept", "*/*"),
+    ("x-request-id", "5f1c0c8e-1c1b-4a7e-9b1e-3f0a9c9d2b11"),
+];
+const RESPONSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+
+fn lifecycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lifecycle");
+    let mut floor = Floor::new(meshward_artifacts::NOOP).expect("floor VM");
+    g.bench_function("wasmtime_floor_noop", |b| {
+        b.iter(|| black_box(floor.lifecycle().expect("floor call")))
+    });
+    for (name, wasm) in [
+        ("noop", meshward_artifacts::NOOP),
+        ("headers", meshward_artifacts::HEADERS),
+    ] {
+        let host = Host::builder().build().expect("host");
+        let plugin = host.load(PluginSpec::new(name, wasm)).expect("plugin");
+        let mut w = host.worker(&[plugin]).expect("worker");
+        g.bench_function(format!("host_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let id = w.open_http_stream(StreamProps::new());
+                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                    w.complete(id).expect("complete");
+                    w.release(id);
+                }
+                let elapsed = start.elapsed();
+                drop(host.take_logs());
+                elapsed
+            })
+        });
+        assert!(host.traps().is_empty(), "{name}: {:?}", host.traps());
+    }
+    g.finish();
+}
+
+fn vm_start(c: &mut Criterion) {
+    let mut g = c.benchmark_group("vm_start");
+    let floor = Floor::new(meshward_artifacts::NOOP).expect("floor VM");
+    g.bench_function("wasmtime_floor_noop", |b| {
+        b.iter_with_large_drop(|| floor.start_vm().expect("floor start"))
+    });
+    let host = Host::builder().build().expect("host");
+    let plugin = host
+        .load(PluginSpec::new("noop", meshward_artifacts::NOOP))
+        .expect("plugin");
+    g.bench_function("host_worker_noop", |b| {
+        b.iter_with_large_drop(|| host.worker(std::slice::from_ref(&plugin)).expect("worker"))
+    });
+    g.finish();
+}
+
+fn shared_data(c: &mut Criterion) {
+    let mut g = c.benchmark_group("shared_get_cas_set");
+    let native = NativeStore::default();
+    native.set(b"bench/shared", b"0", 0);
+    g.bench_function("native_store", |b| {
+        b.iter(|| {
+            let (v, cas) = native.get(b"bench/shared").expect("key");
+            black_box(native.set(b"bench/shared", &v, cas))
+        })
+    });
+
+    let host = Host::builder().build().expect("host");
+    let data = host.shared_data();
+    data.set_in("", b"bench/host", b"0", 0);
+    g.bench_function("host_side", |b| {
+        b.iter(|| {
+            let (v, cas) = data.get_in("", b"bench/host").expect("key");
+            let outcome = data.set_in("", b"bench/host", &v, cas);
+            debug_assert!(matches!(outcome, SetOutcome::Ok(_)));
+            black_box(outcome)
+        })
+    });
+
+    let plugin = host
+        .load(
+            PluginSpec::new("loop", meshward_artifacts::CONFORMANCE)
+                .plugin_config(b"shared_loop".to_vec()),
+        )
+        .expect("plugin");
+    let mut w = host.worker(&[plugin]).expect("worker");
+    const ROUNDS: u64 = 1000;
+    let rounds = ROUNDS.to_string();
+    let mut req: Vec<(&str, &str)> = REQUEST[..4].to_vec();
+    req.push(("x-n", &rounds));
+    // One request runs ROUNDS get + CAS set pairs inside the guest; the per-request overhead
+    // (~1/1000 of the figure) is included.
+    g.bench_function("guest_loop", |b| {
+        b.iter_custom(|iters| {
+            let requests = iters.div_ceil(ROUNDS);
+            let start = Instant::now();
+            for _ in 0..requests {
+                let id = w.open_http_stream(StreamProps::new());
+                black_box(w.request_headers(id, &req, true).expect("request"));
+                w.complete(id).expect("complete");
+                w.release(id);
+            }
+            let per_round = start.elapsed().as_secs_f64() / (requests * ROUNDS) as f64;
+            Duration::from_secs_f64(per_round * iters as f64)
+        })
+    });
+    let fails: Vec<String> = host
+        .logs()
+        .into_iter()
+        .map(|r| r.message)
+        .filter(|m| m.starts_with("FAIL "))
+        .collect();
+    assert!(fails.is_empty(), "{fails:?}");
+    g.finish();
+}
+
+criterion_group!(benches, lifecycle, vm_start, shared_data);
+criterion_main!(benches);
