@@ -102,16 +102,8 @@ impl Walker {
 impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(value, ..) => {
-                if !self.at_node(Some(&value), mark) {
-                    self.after_value();
-                }
-            }
-            Event::Alias(_) => {
-                if !self.at_node(None, mark) {
-                    self.after_value();
-                }
-            }
+            Event::Scalar(value, ..) if !self.at_node(Some(&value), mark) => self.after_value(),
+            Event::Alias(_) if !self.at_node(None, mark) => self.after_value(),
             Event::MappingStart(..) => {
                 self.at_node(None, mark);
                 self.stack.push(Frame::Map { key: None });
