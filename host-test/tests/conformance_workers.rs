@@ -67,8 +67,7 @@ fn queue_ready_goes_to_the_last_registrant_only() {
     // Both worker VMs registered "jobs" in on_configure; w2's registration came last.
     let last_registrant = records(&host, "q2")
         .iter()
-        .filter(|r| r.message.starts_with("EV configure") && r.worker.is_some())
-        .last()
+        .rfind(|r| r.message.starts_with("EV configure") && r.worker.is_some())
         .and_then(|r| r.worker)
         .expect("worker VMs configured");
     // Enqueue from the first worker.
