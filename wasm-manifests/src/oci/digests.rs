@@ -48,14 +48,9 @@ pub fn write_digests(path: &Path, digests: &Digests) -> Result<Digests, OciError
     Ok(merged)
 }
 
-/// `sha256:` followed by 64 lower-case hex digits.
-pub fn is_sha256_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
+/// `sha256:` followed by 64 lower-case hex digits: the policy core's rule, so a digest that
+/// `meshward push` writes is one that `meshward render` accepts.
+pub use meshward_core::policy::deployment::is_digest as is_sha256_digest;
 
 #[cfg(test)]
 mod tests {
