@@ -16,7 +16,7 @@ use std::time::Duration;
 use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
-    evaluate, hash64, refund_all, Access, Check, Limiter, Outcome, Plan, RuleState,
+    charges, evaluate, hash64, refund_all, Access, Charge, Check, Limiter, Outcome, Plan, RuleState,
 };
 use meshward_kit::metrics::Counters;
 use meshward_kit::request::{peer_address, RequestView};
@@ -41,11 +41,18 @@ struct Shared {
     limiter: Limiter,
     store: RefCell<SharedStore>,
     counters: RefCell<Counters>,
-    queue: RefCell<DelayQueue>,
+    /// Paced requests with what they were charged (given back if they never go upstream).
+    queue: RefCell<DelayQueue<Vec<Charge>>>,
     cache: RefCell<OverLimitCache>,
 }
 
 impl Shared {
+    /// Gives back what a request that will not reach upstream was charged.
+    fn refund(&self, charged: &[Charge], now: u64) {
+        let retries = self.limiter.settings().shared.cas_retries;
+        refund_all(&mut *self.store.borrow_mut(), charged, now, retries);
+    }
+
     fn count(&self, route: &str, rule: &str, outcome: &str) {
         let name = format!("meshward_ratelimit.{route}.{rule}.{outcome}");
         self.counters.borrow_mut().add(&name, 1);
@@ -100,7 +107,8 @@ impl RootContext for Root {
                         log::debug!("ratelimit: held request {id} is gone");
                     }
                 }
-                Due::Expire(id) => {
+                Due::Expire(id, charged) => {
+                    shared.refund(&charged, now);
                     let r = &shared.limiter.settings().response;
                     let body = headers::problem_body(
                         r.status,
@@ -140,7 +148,7 @@ impl RootContext for Root {
 /// A global call in flight.
 struct Pending {
     plan: Plan,
-    local: Vec<Check>,
+    charged: Vec<Charge>,
     delay_ns: u64,
     request_id: String,
     failure: FailureMode,
@@ -234,7 +242,7 @@ impl Request {
     }
 
     /// After every enforcing rule passed: pace or forward.
-    fn admit(&mut self, plan: &Plan, local: &[Check], delay_ns: u64, rid: &str) -> Action {
+    fn admit(&mut self, plan: &Plan, charged: Vec<Charge>, delay_ns: u64, rid: &str) -> Action {
         let route = plan.route.1.as_str();
         if delay_ns > 0 {
             let now = time::now_nanos();
@@ -245,8 +253,10 @@ impl Request {
                 deadline: now
                     .saturating_add(delay_ns)
                     .saturating_add(tick.saturating_mul(2)),
+                payload: charged,
             };
-            if self.shared.queue.borrow_mut().push(held) {
+            let pushed = self.shared.queue.borrow_mut().push(held);
+            let Err(refused) = pushed else {
                 for r in plan.local() {
                     self.shared.count(route, &r.name, "delayed");
                 }
@@ -258,10 +268,9 @@ impl Request {
                     &format!(" delay_ms={}", delay_ns / 1_000_000),
                 );
                 return Action::Pause;
-            }
+            };
             // Queue full: nothing may be charged for a refused request.
-            let retries = self.shared.limiter.settings().shared.cas_retries;
-            refund_all(&mut *self.shared.store.borrow_mut(), local, now, retries);
+            self.shared.refund(&refused.payload, now);
             let rule = plan
                 .local()
                 .next()
@@ -286,7 +295,6 @@ impl Request {
         };
         let now = time::now_nanos();
         let route = p.plan.route.1.clone();
-        let settings = self.shared.limiter.settings().clone();
         let decoded = (status == 0)
             .then_some(body)
             .flatten()
@@ -303,12 +311,7 @@ impl Request {
                 &format!(" grpc_status={status}"),
             );
             if p.failure == FailureMode::Deny {
-                refund_all(
-                    &mut *self.shared.store.borrow_mut(),
-                    &p.local,
-                    now,
-                    settings.shared.cas_retries,
-                );
+                self.shared.refund(&p.charged, now);
                 self.refuse(
                     500,
                     "Rate limit service unavailable",
@@ -316,7 +319,7 @@ impl Request {
                 );
                 return Action::Pause;
             }
-            return self.admit(&p.plan, &p.local, p.delay_ns, &p.request_id);
+            return self.admit(&p.plan, p.charged, p.delay_ns, &p.request_id);
         };
         if resp.overall_code == rls::code::OVER_LIMIT {
             let globals: Vec<_> = p.plan.global().collect();
@@ -337,12 +340,7 @@ impl Request {
                     }
                 }
             }
-            refund_all(
-                &mut *self.shared.store.borrow_mut(),
-                &p.local,
-                now,
-                settings.shared.cas_retries,
-            );
+            self.shared.refund(&p.charged, now);
             self.shared.count(&route, &rule, "limited");
             self.log(&p.request_id, &route, &rule, "limited", " source=rls");
             self.reject(&route, &rule, retry, Vec::new());
@@ -351,7 +349,7 @@ impl Request {
         for r in p.plan.global() {
             self.shared.count(&route, &r.name, "allowed");
         }
-        self.admit(&p.plan, &p.local, p.delay_ns, &p.request_id)
+        self.admit(&p.plan, p.charged, p.delay_ns, &p.request_id)
     }
 
     fn decide(&mut self) -> Action {
@@ -389,7 +387,7 @@ impl Request {
         let retries = settings.shared.cas_retries;
         let local: Vec<Check> = plan.local().map(|r| r.check.clone()).collect();
         let outcome = evaluate(&mut *shared.store.borrow_mut(), &local, now, retries);
-        let delay_ns = match outcome {
+        let (delay_ns, taken) = match outcome {
             Outcome::Reject {
                 rule,
                 retry_after_ns,
@@ -423,15 +421,20 @@ impl Request {
                     self.reject(&route, &name, 1_000_000_000, Vec::new());
                     return Action::Pause;
                 }
-                0
+                (0, Vec::new())
             }
-            Outcome::Allow { delay_ns, states } => {
+            Outcome::Allow {
+                delay_ns,
+                states,
+                taken,
+            } => {
                 if settings.response.on_allowed {
                     self.response_headers = self.header_fields(&items(&plan, &states));
                 }
-                delay_ns
+                (delay_ns, taken)
             }
         };
+        let charged = charges(local, taken);
         // Shadow rules: charged when they admit, counted and marked when they would not.
         let mut shadowed = Vec::new();
         for r in plan.shadow() {
@@ -478,7 +481,7 @@ impl Request {
                     .map(|left| (left, r.name.clone()))
             });
             if let Some((left, name)) = cached {
-                refund_all(&mut *shared.store.borrow_mut(), &local, now, retries);
+                shared.refund(&charged, now);
                 shared.count(&route, &name, "limited");
                 self.log(&rid, &route, &name, "limited", " source=cache");
                 self.reject(&route, &name, left, Vec::new());
@@ -537,7 +540,7 @@ impl Request {
                 Ok(_) => {
                     self.pending = Some(Pending {
                         plan,
-                        local,
+                        charged,
                         delay_ns,
                         request_id: rid,
                         failure,
@@ -548,7 +551,7 @@ impl Request {
                 Err(status) => {
                     self.pending = Some(Pending {
                         plan,
-                        local,
+                        charged,
                         delay_ns,
                         request_id: rid,
                         failure,
@@ -562,7 +565,7 @@ impl Request {
                 }
             }
         }
-        self.admit(&plan, &local, delay_ns, &rid)
+        self.admit(&plan, charged, delay_ns, &rid)
     }
 }
 
@@ -586,7 +589,16 @@ impl Context for Request {
     }
 
     fn on_done(&mut self) -> bool {
-        self.shared.queue.borrow_mut().remove(self.id);
+        // The stream ended while paced or while the global service was asked: it never went
+        // upstream, so what it was charged is given back.
+        let held = self.shared.queue.borrow_mut().remove(self.id);
+        if let Some(charged) = held.or_else(|| self.pending.take().map(|p| p.charged)) {
+            self.shared.refund(&charged, time::now_nanos());
+            log::debug!(
+                "ratelimit: stream {} ended before it was forwarded",
+                self.id
+            );
+        }
         true
     }
 }

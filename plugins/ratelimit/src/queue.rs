@@ -2,37 +2,44 @@
 //! time, then resumed from the root context's tick; one that could not be released by its
 //! deadline is refused. Bounded: a full queue refuses new requests. Per worker only: Envoy
 //! cannot resume a request from another thread.
+//!
+//! Each held request carries a payload `T` (the filter keeps what the request was charged,
+//! so it can be given back when the request expires here or its stream ends while held).
+//! Every held request leaves exactly once: released, expired, or removed; the payload comes
+//! out with it. Knows nothing of rate limits or proxy-wasm.
 
 use std::collections::VecDeque;
 
 /// One held request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Held {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held<T> {
     /// Its HTTP context id.
     pub context_id: u32,
     /// Forward at or after this time (ns).
     pub release_at: u64,
     /// Refuse when still held after this time (ns).
     pub deadline: u64,
+    /// What the filter keeps with it.
+    pub payload: T,
 }
 
 /// What the tick should do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due<T> {
     /// Resume this request.
     Release(u32),
-    /// Refuse this request (deadline passed).
-    Expire(u32),
+    /// Refuse this request (deadline passed); its payload comes with it.
+    Expire(u32, T),
 }
 
 /// The per-worker queue.
-#[derive(Debug, Default)]
-pub struct DelayQueue {
-    held: VecDeque<Held>,
+#[derive(Debug)]
+pub struct DelayQueue<T> {
+    held: VecDeque<Held<T>>,
     cap: usize,
 }
 
-impl DelayQueue {
+impl<T> DelayQueue<T> {
     /// At most `cap` held requests.
     pub fn new(cap: usize) -> Self {
         Self {
@@ -41,36 +48,42 @@ impl DelayQueue {
         }
     }
 
-    /// Holds a request; false when the queue is full.
-    pub fn push(&mut self, h: Held) -> bool {
+    /// Holds a request; gives it back when the queue is full.
+    pub fn push(&mut self, h: Held<T>) -> Result<(), Held<T>> {
         if self.held.len() >= self.cap {
-            return false;
+            return Err(h);
         }
         self.held.push_back(h);
-        true
+        Ok(())
     }
 
-    /// Forgets a request (its stream ended first); true when it was held.
-    pub fn remove(&mut self, context_id: u32) -> bool {
-        let before = self.held.len();
-        self.held.retain(|h| h.context_id != context_id);
-        self.held.len() != before
+    /// Takes out a request whose stream ended first; its payload, when it was held.
+    pub fn remove(&mut self, context_id: u32) -> Option<T> {
+        let i = self.held.iter().position(|h| h.context_id == context_id)?;
+        self.held.remove(i).map(|h| h.payload)
     }
 
-    /// Takes out everything due at `now`.
-    pub fn due(&mut self, now: u64) -> Vec<Due> {
+    /// Takes out everything due at `now`, in the order the requests were held.
+    pub fn due(&mut self, now: u64) -> Vec<Due<T>> {
         let mut out = Vec::new();
-        self.held.retain(|h| {
+        if !self
+            .held
+            .iter()
+            .any(|h| now >= h.release_at || now > h.deadline)
+        {
+            return out;
+        }
+        let mut keep = VecDeque::with_capacity(self.held.len());
+        for h in self.held.drain(..) {
             if now > h.deadline {
-                out.push(Due::Expire(h.context_id));
-                false
+                out.push(Due::Expire(h.context_id, h.payload));
             } else if now >= h.release_at {
                 out.push(Due::Release(h.context_id));
-                false
             } else {
-                true
+                keep.push_back(h);
             }
-        });
+        }
+        self.held = keep;
         out
     }
 

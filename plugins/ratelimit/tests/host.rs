@@ -395,6 +395,226 @@ fn a_full_pacing_queue_refuses_and_charges_nothing() {
     no_traps(&e.host);
 }
 
+/// Opens a stream from `peer` and sends request headers; the stream id and its status so far.
+fn send(w: &mut Worker, peer: &str, extra: &[(&str, &str)]) -> (meshward_host::StreamId, u32) {
+    let id = w.open_http_stream(meshward_host::StreamProps::new().source_address(peer));
+    let mut hs = vec![(":method", "GET"), (":path", "/"), (":authority", "a")];
+    hs.extend_from_slice(extra);
+    let flow = w.request_headers(id, &hs, true).unwrap();
+    (id, status(&flow))
+}
+
+fn paced_env() -> Env {
+    env(policy(
+        default_route(
+            json!([{ "name": "paced", "algorithm": "leaky-bucket", "rate": "10/s", "burst": 2,
+                     "max_delay": "1s" }]),
+        ),
+        json!({ "queue": { "max_len": 8, "tick": "10ms" } }),
+    ))
+}
+
+#[test]
+fn a_paced_request_whose_client_leaves_gives_its_turn_back() {
+    let e = paced_env();
+    let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+    // Turns at +0, +100, +200 ms; a fourth would wait 300 ms with 3 ahead: refused.
+    let (_, s0) = send(&mut w, "10.0.0.1:1", &[]);
+    let (a, s1) = send(&mut w, "10.0.0.1:1", &[]);
+    let (b, s2) = send(&mut w, "10.0.0.1:1", &[]);
+    let (_, s3) = send(&mut w, "10.0.0.1:1", &[]);
+    assert_eq!([s0, s1, s2, s3], [200, 0, 0, 429]);
+    // The client waiting for +100 ms goes away (stream reset before it was resumed).
+    w.complete(a).unwrap();
+    // Its turn is given back: the next request waits instead of being refused, and the one
+    // that was already waiting keeps its turn.
+    let (c, s4) = send(&mut w, "10.0.0.1:1", &[]);
+    assert_eq!(s4, 0, "paused, not refused");
+    let (_, s5) = send(&mut w, "10.0.0.1:1", &[]);
+    assert_eq!(s5, 429, "the queue is full again");
+    w.advance(Duration::from_millis(205));
+    // Both go at +200 ms: the newcomer was scheduled as if the one that left had never
+    // come (the one already waiting cannot be moved earlier).
+    assert!(w.stream(b).unwrap().forwarded_upstream(), "kept its turn");
+    assert!(
+        w.stream(c).unwrap().forwarded_upstream(),
+        "took the freed time"
+    );
+    assert!(!w.stream(a).unwrap().forwarded_upstream());
+    assert_eq!(
+        counter(&e.host, "meshward_ratelimit.default.paced.delayed"),
+        3
+    );
+    // After the queue drained the bucket is whole again: one goes now, the next waits.
+    w.advance(Duration::from_millis(200));
+    let (_, s6) = send(&mut w, "10.0.0.1:1", &[]);
+    let (_, s7) = send(&mut w, "10.0.0.1:1", &[]);
+    assert_eq!([s6, s7], [200, 0]);
+    no_traps(&e.host);
+}
+
+#[test]
+fn a_paced_request_refused_at_its_deadline_charges_nothing_still_ahead() {
+    let e = paced_env();
+    let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+    let (_, s0) = send(&mut w, "10.0.0.1:1", &[]);
+    let (late, s1) = send(&mut w, "10.0.0.1:1", &[]);
+    let (later, s2) = send(&mut w, "10.0.0.1:1", &[]);
+    assert_eq!([s0, s1, s2], [200, 0, 0]);
+    // The proxy stalls: the next tick comes at +150 ms, past the first waiter's deadline
+    // (+100 ms and two ticks) but before the second's turn. The first is refused; of its turn
+    // [+100, +200) the half still ahead is given back.
+    e.clock.advance(Duration::from_millis(150));
+    w.poll();
+    assert_eq!(
+        w.stream(late).unwrap().local_reply().map(|r| r.status),
+        Some(429)
+    );
+    assert!(w.stream(later).unwrap().paused());
+    // With the refund the next two wait for +250 and +350 ms (without it, +300 and +400).
+    let (x, s3) = send(&mut w, "10.0.0.1:1", &[]);
+    let (y, s4) = send(&mut w, "10.0.0.1:1", &[]);
+    let (_, s5) = send(&mut w, "10.0.0.1:1", &[]);
+    assert_eq!([s3, s4, s5], [0, 0, 429]);
+    w.advance(Duration::from_millis(55));
+    assert!(
+        w.stream(later).unwrap().forwarded_upstream(),
+        "its turn at +200 ms"
+    );
+    assert!(
+        w.stream(x).unwrap().paused(),
+        "its turn is +250 ms, not +200"
+    );
+    w.advance(Duration::from_millis(50));
+    assert!(w.stream(x).unwrap().forwarded_upstream());
+    assert!(w.stream(y).unwrap().paused());
+    w.advance(Duration::from_millis(100));
+    assert!(w.stream(y).unwrap().forwarded_upstream());
+    no_traps(&e.host);
+}
+
+// --- CAS retries running out -----------------------------------------------------------
+
+/// The filter's slot-creation lock key (`plugins/ratelimit/src/lib.rs`, `LOCK_KEY`).
+const LOCK_KEY: &[u8] = "mwrl\u{1f}lock".as_bytes();
+
+#[test]
+fn when_the_store_gives_up_on_cas_exhausted_decides() {
+    for (mode, want) in [("deny", 429), ("allow", 200)] {
+        let e = env(policy(
+            default_route(json!([{ "name": "per-client", "rate": "1/h", "burst": 5 }])),
+            json!({ "shared": { "cas_retries": 2, "on_cas_exhausted": mode } }),
+        ));
+        let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+        assert_eq!(status(&get(&mut w, "10.0.0.1:1", &[])), 200);
+        // Another worker holds the slot-creation lock (as if it stalled between taking and
+        // releasing it): a new client's slot cannot be created within the bounded retries.
+        e.host.shared_data().set_in("", LOCK_KEY, b"1", 0);
+        for _ in 0..3 {
+            assert_eq!(status(&get(&mut w, "10.0.0.2:1", &[])), want, "{mode}");
+        }
+        assert_eq!(
+            counter(
+                &e.host,
+                "meshward_ratelimit.default.per-client.cas_exhausted"
+            ),
+            3,
+            "{mode}"
+        );
+        // Clients whose slot exists are unaffected; once the lock is free, new ones are
+        // limited as usual, and the exhausted attempts charged nothing.
+        assert_eq!(status(&get(&mut w, "10.0.0.1:1", &[])), 200);
+        e.host.shared_data().set_in("", LOCK_KEY, b"0", 0);
+        let codes: Vec<u32> = (0..6)
+            .map(|_| status(&get(&mut w, "10.0.0.2:1", &[])))
+            .collect();
+        assert_eq!(codes, [200, 200, 200, 200, 200, 429], "{mode}");
+        no_traps(&e.host);
+    }
+}
+
+#[test]
+fn workers_racing_on_one_key_with_one_cas_attempt_deny_exactly_the_exhausted() {
+    // One bucket for everyone, far from its limit, and a single CAS attempt per request: a
+    // request whose commit loses the race to the other worker is out of retries at once.
+    // Which requests lose depends on the threads' timing; the test runs rounds until some
+    // did (almost always the first) and checks every one of them was refused and counted.
+    let e = env(policy(
+        default_route(json!([{ "name": "all", "rate": "1/h", "burst": 1000000, "key": [] }])),
+        json!({ "shared": { "cas_retries": 1, "on_cas_exhausted": "deny" } }),
+    ));
+    let (mut ok, mut denied) = (0u64, 0u64);
+    for _round in 0..20 {
+        let per_worker = e
+            .host
+            .run_workers(2, std::slice::from_ref(&e.plugin), |i, w| {
+                let peer = format!("10.0.0.{}:1", i + 1);
+                let mut seen = (0u64, 0u64);
+                for _ in 0..2000 {
+                    match get(w, &peer, &[]) {
+                        Flow::Continue => seen.0 += 1,
+                        Flow::LocalReply(r) if r.status == 429 => {
+                            assert_eq!(r.headers.get("retry-after"), Some("1"));
+                            seen.1 += 1;
+                        }
+                        f => panic!("{f:?}"),
+                    }
+                }
+                seen
+            })
+            .unwrap();
+        for (a, d) in per_worker {
+            ok += a;
+            denied += d;
+        }
+        if denied > 0 {
+            break;
+        }
+    }
+    eprintln!("{denied} of {} requests lost the CAS race", ok + denied);
+    assert!(
+        denied > 0,
+        "no CAS race lost in 20 rounds of 2 × 2000 requests"
+    );
+    assert_eq!(
+        counter(&e.host, "meshward_ratelimit.default.all.cas_exhausted"),
+        denied
+    );
+    assert_eq!(
+        counter(&e.host, "meshward_ratelimit.default.all.allowed"),
+        ok
+    );
+    assert_eq!(
+        counter(&e.host, "meshward_ratelimit.default.all.limited"),
+        0
+    );
+    // Every admitted request was charged exactly once, the denied ones not at all.
+    let (rec, _) = e
+        .host
+        .shared_data()
+        .get(slot_key(&e.host).as_slice())
+        .expect("the bucket's slot");
+    let tat = u64::from_le_bytes(rec[..8].try_into().unwrap());
+    assert_eq!(
+        tat,
+        T0 + ok * 3_600_000_000_000,
+        "admitted {ok}, denied {denied}"
+    );
+    no_traps(&e.host);
+}
+
+/// The one rate-limit slot in shared data (every key but the lock).
+fn slot_key(host: &Host) -> Vec<u8> {
+    let keys: Vec<Vec<u8>> = host
+        .shared_data()
+        .keys_in("")
+        .into_iter()
+        .filter(|k| k.as_slice() != LOCK_KEY)
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys.into_iter().next().unwrap_or_default()
+}
+
 // --- the global rate limit service -----------------------------------------------------
 
 /// The RLS messages, written again from envoy/service/ratelimit/v3/rls.proto for the test so

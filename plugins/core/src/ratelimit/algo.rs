@@ -21,8 +21,9 @@
 //!   full `count` per window is estimated up to one request high at window starts; steady
 //!   traffic at 90% of `count` is not refused (tested).
 
-/// 16 bytes of per-slot state: `a` and `b` mean what the algorithm says (GCRA: `a = tat`;
-/// windows: `a = window index`, `b = current count << 32 | previous count`).
+/// 16 bytes of per-slot state: `a` and `b` mean what the algorithm says (buckets: `a = tat`,
+/// `b` = ns of reservations given back so far, see [`refund`]; windows: `a = window index`,
+/// `b = current count << 32 | previous count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Record {
     /// First word.
@@ -133,7 +134,10 @@ pub fn decide(p: &Params, rec: Option<Record>, now: u64, cost: u64) -> Verdict {
             let ahead = new_tat - now;
             if ahead <= capacity {
                 Verdict::Allow {
-                    next: Record { a: new_tat, b: 0 },
+                    next: Record {
+                        a: new_tat,
+                        b: rec.map_or(0, |r| r.b),
+                    },
                     delay_ns: 0,
                     remaining: (capacity - ahead) / t.max(1),
                     reset_ns: ahead,
@@ -172,7 +176,10 @@ pub fn decide(p: &Params, rec: Option<Record>, now: u64, cost: u64) -> Verdict {
             }
             let next = start.saturating_add(cost.saturating_mul(t));
             Verdict::Allow {
-                next: Record { a: next, b: 0 },
+                next: Record {
+                    a: next,
+                    b: rec.map_or(0, |r| r.b),
+                },
                 delay_ns: delay,
                 remaining: burst.saturating_sub(ahead + excess_cost),
                 reset_ns: next - now,
@@ -252,23 +259,57 @@ pub fn decide(p: &Params, rec: Option<Record>, now: u64, cost: u64) -> Verdict {
     }
 }
 
-/// Gives back what an admitted request took (used when a later rule or the global service
-/// rejects it). Approximate for windows that have rolled over since (nothing to give back).
-pub fn refund(p: &Params, rec: Record, now: u64, cost: u64) -> Record {
+/// Gives back what one admitted request took when it did not reach upstream after all (a
+/// later rule or the global service refused it, or it was paced and gave up: its deadline
+/// passed or its client left). `taken` is the record the request's own commit stored (the
+/// `next` of its [`Verdict::Allow`]); `rec` is the slot now. Refunding never makes the slot
+/// emptier than if the request had never arrived, so it cannot cause over-admission:
+///
+/// * Buckets: the request reserved `[taken.a - cost·t, taken.a)`. Only the part still ahead
+///   of `now` comes back (time already past has leaked away as it would have anyway). Its
+///   place in the schedule may have moved forward since, because requests ahead of it gave
+///   theirs back: every refund adds what it gave back to `b`, and the reservation is
+///   assumed to have moved by all the refunds since `taken` (`rec.b - taken.b`). That
+///   assumption is exact when those refunds were ahead of it and under-refunds when some were
+///   behind it; it is never too generous. A request that gives up before its turn, with no
+///   other refund on the slot meanwhile, is given back whole: the slot is then exactly as if
+///   the request had never arrived.
+/// * Windows: the count, if the record still counts the request's window (the current window;
+///   for the sliding window also the previous one, which the estimate still weighs).
+pub fn refund(p: &Params, rec: Record, now: u64, cost: u64, taken: Record) -> Record {
     match *p {
         Params::TokenBucket { t, .. } | Params::LeakyBucket { t, .. } => {
-            let back = cost.saturating_mul(t);
+            let moved = rec.b.wrapping_sub(taken.b);
+            let end = taken.a.saturating_sub(moved);
+            let back = cost.saturating_mul(t).min(end.saturating_sub(now));
+            let a = rec.a.saturating_sub(back).max(now.min(rec.a));
             Record {
-                a: rec.a.saturating_sub(back).max(now.min(rec.a)),
-                b: rec.b,
+                a,
+                b: rec.b.wrapping_add(rec.a.saturating_sub(a)),
             }
         }
-        Params::FixedWindow { window, .. } | Params::SlidingWindow { window, .. } => {
-            if rec.a == now / window.max(1) {
+        Params::FixedWindow { .. } => {
+            if rec.a == taken.a {
                 let (curr, prev) = split(rec.b);
                 Record {
                     a: rec.a,
                     b: join(curr.saturating_sub(cost), prev),
+                }
+            } else {
+                rec
+            }
+        }
+        Params::SlidingWindow { .. } => {
+            let (curr, prev) = split(rec.b);
+            if rec.a == taken.a {
+                Record {
+                    a: rec.a,
+                    b: join(curr.saturating_sub(cost), prev),
+                }
+            } else if taken.a.checked_add(1) == Some(rec.a) {
+                Record {
+                    a: rec.a,
+                    b: join(curr, prev.saturating_sub(cost)),
                 }
             } else {
                 rec

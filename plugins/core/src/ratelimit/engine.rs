@@ -4,7 +4,9 @@
 //! fresh record when another worker won the race; if a rule flips to "reject" meanwhile, or
 //! CAS retries run out, the rules already committed are refunded. Under contention on the
 //! same slots a refund can make a concurrent request see a fuller bucket than it ends up
-//! being for a moment (transient under-admission, never over-admission).
+//! being for a moment (transient under-admission, never over-admission). An admitted request
+//! that never reaches upstream after all (refused by the global service, or paced and given
+//! up) is refunded later from its [`Charge`]s ([`refund_all`], semantics in `algo::refund`).
 //! Knows nothing of proxy-wasm: the filter's store wraps shared data.
 
 use super::algo::{decide, refund, Params, Record, Verdict};
@@ -45,6 +47,25 @@ pub struct RuleState {
     pub reset_ns: u64,
 }
 
+/// What an admitted request took from one rule: the check and the record its commit stored.
+/// Kept by whoever may have to give it back ([`refund_all`]); give it back at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The rule's check.
+    pub check: Check,
+    /// The record this request's commit stored.
+    pub taken: Record,
+}
+
+/// Pairs checks with the records their commits stored (`taken` of [`Outcome::Allow`]).
+pub fn charges(checks: Vec<Check>, taken: Vec<Record>) -> Vec<Charge> {
+    checks
+        .into_iter()
+        .zip(taken)
+        .map(|(check, taken)| Charge { check, taken })
+        .collect()
+}
+
 /// The combined outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -54,6 +75,8 @@ pub enum Outcome {
         delay_ns: u64,
         /// Per check, in order.
         states: Vec<RuleState>,
+        /// Per check, in order: the record this request's commit stored (see [`charges`]).
+        taken: Vec<Record>,
     },
     /// `rule` (index into the checks) rejected; nothing was charged.
     Reject {
@@ -130,6 +153,7 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
     }
     // Phase 2: commit each with CAS; undo on a late rejection.
     let mut delay_ns = 0u64;
+    let mut taken: Vec<Record> = Vec::with_capacity(checks.len());
     for (i, c) in checks.iter().enumerate() {
         let mut snapshot = loaded.get(i).copied().flatten();
         let mut committed = false;
@@ -139,7 +163,7 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
                 None => match load_or_create(store, &c.slot) {
                     Ok(v) => v,
                     Err(e) => {
-                        undo(store, checks, i, now, retries);
+                        undo(store, checks, &taken, now, retries);
                         return Outcome::Exhausted {
                             rule: i,
                             error: Some(e),
@@ -162,12 +186,13 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
                                 reset_ns,
                             };
                         }
+                        taken.push(next);
                         committed = true;
                         break;
                     }
                     Ok(false) => snapshot = None,
                     Err(e) => {
-                        undo(store, checks, i, now, retries);
+                        undo(store, checks, &taken, now, retries);
                         return Outcome::Exhausted {
                             rule: i,
                             error: Some(e),
@@ -175,7 +200,7 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
                     }
                 },
                 Verdict::Reject { retry_after_ns, .. } => {
-                    undo(store, checks, i, now, retries);
+                    undo(store, checks, &taken, now, retries);
                     if let Some(s) = states.get_mut(i) {
                         *s = RuleState {
                             remaining: 0,
@@ -191,35 +216,46 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
             }
         }
         if !committed {
-            undo(store, checks, i, now, retries);
+            undo(store, checks, &taken, now, retries);
             return Outcome::Exhausted {
                 rule: i,
                 error: None,
             };
         }
     }
-    Outcome::Allow { delay_ns, states }
+    Outcome::Allow {
+        delay_ns,
+        states,
+        taken,
+    }
 }
 
-/// Refunds the first `upto` checks (best effort, bounded retries).
-fn undo(store: &mut dyn Store, checks: &[Check], upto: usize, now: u64, retries: u32) {
-    refund_all(store, checks.get(..upto).unwrap_or(&[]), now, retries);
+/// Refunds the checks committed so far (`taken` holds one record per committed check).
+fn undo(store: &mut dyn Store, checks: &[Check], taken: &[Record], now: u64, retries: u32) {
+    for (c, t) in checks.iter().zip(taken) {
+        give_back(store, c, *t, now, retries);
+    }
 }
 
-/// Gives back what `checks` charged (e.g. when the global service said OVER_LIMIT after the
-/// local rules had admitted the request). Best effort with bounded CAS retries.
-pub fn refund_all(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32) {
-    for c in checks {
-        for _ in 0..retries.max(1) {
-            match store.load(&c.slot) {
-                Ok(Some((rec, ver))) => {
-                    let back = refund(&c.params, rec, now, c.cost);
-                    if !matches!(store.replace(&c.slot, back, ver), Ok(false)) {
-                        break;
-                    }
+/// Gives back what `charges` took (the global service said OVER_LIMIT after the local rules
+/// had admitted the request, a paced request gave up, its client left). Best effort with
+/// bounded CAS retries.
+pub fn refund_all(store: &mut dyn Store, charges: &[Charge], now: u64, retries: u32) {
+    for c in charges {
+        give_back(store, &c.check, c.taken, now, retries);
+    }
+}
+
+fn give_back(store: &mut dyn Store, c: &Check, taken: Record, now: u64, retries: u32) {
+    for _ in 0..retries.max(1) {
+        match store.load(&c.slot) {
+            Ok(Some((rec, ver))) => {
+                let back = refund(&c.params, rec, now, c.cost, taken);
+                if back == rec || !matches!(store.replace(&c.slot, back, ver), Ok(false)) {
+                    break;
                 }
-                _ => break,
             }
+            _ => break,
         }
     }
 }

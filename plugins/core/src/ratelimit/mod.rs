@@ -9,5 +9,8 @@ pub mod headers;
 pub mod limiter;
 
 pub use algo::{decide, refund, Params, Record, Verdict};
-pub use engine::{evaluate, refund_all, Check, MemoryStore, Outcome, RuleState, Store, StoreError};
+pub use engine::{
+    charges, evaluate, refund_all, Charge, Check, MemoryStore, Outcome, RuleState, Store,
+    StoreError,
+};
 pub use limiter::{hash64, parse_addr, Access, Limiter, Plan, PlannedRule};
