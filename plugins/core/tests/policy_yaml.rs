@@ -130,11 +130,19 @@ fn syntax_and_duplicate_keys() {
 fn json_errors_carry_the_path() {
     let e = parse_json(br#"{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"s","routes":[{"name":"default","ratelimit":{"rules":[{"name":"r","rate":"0/s"}]}}]}"#).unwrap_err();
     let l = one_line(&e);
-    assert!(l[0].starts_with("pluginConfig:1:"), "{l:?}");
     assert!(
-        l[0].contains("routes[0].ratelimit.rules[0].rate: invalid rate `0/s`"),
+        l[0].starts_with("pluginConfig: routes[0].ratelimit.rules[0].rate: invalid rate `0/s`"),
         "{l:?}"
     );
+    // A syntax error has no path but a line and column.
+    let e = parse_json(b"{\n  \"service\": 1,,\n}").unwrap_err();
+    assert!(
+        one_line(&e)[0].starts_with("pluginConfig:2:16: .: key must be a string"),
+        "{e}"
+    );
+    // Duplicate keys are refused, not resolved by the last one.
+    let e = parse_json(br#"{"service":"a","service":"b"}"#).unwrap_err();
+    assert!(one_line(&e)[0].contains("duplicate key `service`"), "{e}");
 }
 
 /// The policies embedded in the ratelimit example scenarios are valid.

@@ -4,6 +4,7 @@
 //! every problem with its field path (and file:line:column when parsed from YAML).
 
 mod cidr;
+mod de;
 #[cfg(feature = "deployment")]
 pub mod deployment;
 mod error;

@@ -1,40 +1,36 @@
 //! Text to [`Policy`]: JSON (filters' pluginConfig) and, with the `yaml` feature, YAML
-//! (policy files). Type errors come from serde through serde_path_to_error (field path);
-//! semantic problems from `validate`. YAML positions come from our own walk of the
-//! document (`yaml.rs`), so every problem, not just the first, has file:line:column.
+//! (policy files). Both become a JSON tree first (serde_json's parser, or `yaml.rs` with
+//! every node's position), then the policy types through `de.rs`, which names the field of
+//! a type error; semantic problems come from `validate`. The filters and `meshward check`
+//! run this same code.
 
+use super::de::{from_node, json_tree};
 use super::error::{PolicyError, PolicyErrors};
 use super::Policy;
 
-/// Parses a JSON policy (a filter's pluginConfig) and validates it. Semantic problems have
-/// no line (JSON configs are generated), only the field path.
+/// Parses a JSON policy (a filter's pluginConfig) and validates it. A syntax error has a
+/// line and column; type and semantic problems have the field path only (JSON configs are
+/// generated, usually on one line).
 pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
     const FILE: &str = "pluginConfig";
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let policy: Policy = match serde_path_to_error::deserialize(&mut de) {
-        Ok(p) => p,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let (line, column) = (inner.line(), inner.column());
-            return Err(PolicyErrors(vec![PolicyError {
-                file: FILE.to_string(),
-                line,
-                column,
-                path,
-                message: strip_location(&inner.to_string()),
-            }]));
-        }
-    };
-    if let Err(e) = de.end() {
-        return Err(PolicyErrors(vec![PolicyError {
+    let tree = json_tree(bytes).map_err(|e| {
+        PolicyErrors(vec![PolicyError {
             file: FILE.to_string(),
             line: e.line(),
             column: e.column(),
             path: ".".to_string(),
             message: strip_location(&e.to_string()),
-        }]));
-    }
+        }])
+    })?;
+    let policy: Policy = from_node(&tree).map_err(|e| {
+        PolicyErrors(vec![PolicyError {
+            file: FILE.to_string(),
+            line: 0,
+            column: 0,
+            path: e.path().to_string(),
+            message: e.message().to_string(),
+        }])
+    })?;
     policy.validate().map_err(|errs| {
         PolicyErrors(
             errs.0
@@ -71,14 +67,12 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
             message,
         }
     };
-    let policy: Policy = match serde_path_to_error::deserialize(&doc.value) {
+    let policy: Policy = match from_node(&super::de::Node::from_value(&doc.value)) {
         Ok(p) => p,
         Err(e) => {
-            // serde_path_to_error's path already ends at the offending field (an unknown
-            // field included), so its location is the field's key.
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            return Err(PolicyErrors(vec![at(&path, message)]));
+            // The path already ends at the offending field (an unknown field included), so
+            // its location is the field's key.
+            return Err(PolicyErrors(vec![at(e.path(), e.message().to_string())]));
         }
     };
     match policy.validate() {

@@ -2,8 +2,6 @@
 //! that only one algorithm understands, ...). Collects every problem with its field path;
 //! never stops at the first. Knows nothing of files or line numbers.
 
-use std::collections::BTreeSet;
-
 use super::error::Problems;
 use super::ratelimit::{
     is_header_name, Algorithm, IpSource, KeyPart, RateLimitSettings, RouteRateLimit,
@@ -13,6 +11,27 @@ use super::{Policy, API_VERSION, KIND};
 
 /// Longest rate-limit queue a worker may hold.
 const MAX_QUEUE: u32 = 100_000;
+/// Values met so far; lists in a policy are short, and a linear scan keeps a B-tree per
+/// element type out of the filters' Wasm.
+struct Seen<'a, T: ?Sized>(Vec<&'a T>);
+
+impl<T: ?Sized> Default for Seen<'_, T> {
+    fn default() -> Self {
+        Seen(Vec::new())
+    }
+}
+
+impl<'a, T: PartialEq + ?Sized> Seen<'a, T> {
+    /// False when `x` was seen before (like `BTreeSet::insert`).
+    fn insert(&mut self, x: &'a T) -> bool {
+        if self.0.contains(&x) {
+            return false;
+        }
+        self.0.push(x);
+        true
+    }
+}
+
 /// Most hash slots per rule (memory: slots × rules × ~60 bytes).
 const MAX_SLOTS: u32 = 1 << 20;
 
@@ -48,8 +67,15 @@ pub(crate) fn problems(p: &Policy) -> Problems {
             ),
         );
     }
-    let settings = p.ratelimit.clone().unwrap_or_default();
-    let mut names = BTreeSet::new();
+    let defaults;
+    let settings = match &p.ratelimit {
+        Some(s) => s,
+        None => {
+            defaults = RateLimitSettings::default();
+            &defaults
+        }
+    };
+    let mut names = Seen::default();
     let mut default_at = None;
     for (i, r) in p.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
@@ -88,7 +114,7 @@ pub(crate) fn problems(p: &Policy) -> Problems {
         if let Some(rl) = &r.ratelimit {
             check_rules(
                 rl,
-                &settings,
+                settings,
                 p.ratelimit.is_some(),
                 &format!("{at}.ratelimit"),
                 &mut out,
@@ -120,7 +146,7 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
             );
         }
         if let PathMatch::Template(t) = p {
-            let mut vars = BTreeSet::new();
+            let mut vars = Seen::default();
             for seg in t.split('/') {
                 let has_brace = seg.contains(['{', '}']);
                 let var = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
@@ -176,7 +202,7 @@ fn check_rules(
     if rl.rules.is_empty() {
         out.push(format!("{at}.rules"), "needs at least one rule");
     }
-    let mut names = BTreeSet::new();
+    let mut names = Seen::default();
     for (j, rule) in rl.rules.iter().enumerate() {
         let at = format!("{at}.rules[{j}]");
         if !is_dns_label(&rule.name) {
@@ -275,8 +301,8 @@ fn check_rules(
                 }
             }
         }
-        let dup: BTreeSet<_> = rule.key.iter().collect();
-        if dup.len() != rule.key.len() {
+        let mut parts = Seen::default();
+        if !rule.key.iter().all(|k| parts.insert(k)) {
             out.push(format!("{at}.key"), "a key part is listed twice");
         }
         if !rule.tiers.is_empty() {
@@ -341,7 +367,7 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
         if t.names.is_empty() {
             out.push(format!("{at}.tiers.names"), "needs at least one tier");
         }
-        let mut seen = BTreeSet::new();
+        let mut seen = Seen::default();
         for (i, n) in t.names.iter().enumerate() {
             if !is_dns_label(n) {
                 out.push(
@@ -349,7 +375,7 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
                     format!("`{n}` is not a DNS-1123 label"),
                 );
             }
-            if !seen.insert(n) {
+            if !seen.insert(n.as_str()) {
                 out.push(
                     format!("{at}.tiers.names[{i}]"),
                     format!("tier `{n}` is listed twice"),

@@ -97,7 +97,9 @@ pub fn legacy_fields(items: &[Item]) -> Vec<(&'static str, String)> {
 }
 
 fn json_string(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
+    // Serializing a `&str` (not a `Value`) keeps serde_json's number and map writers out
+    // of the Wasm module; it cannot fail.
+    serde_json::to_string(s).unwrap_or_default()
 }
 
 /// RFC 9457 body for a rate-limited request.

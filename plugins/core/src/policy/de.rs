@@ -1,0 +1,600 @@
+//! The one place policy text becomes typed: a serde `Deserializer` over a parsed tree
+//! ([`Node`], from JSON pluginConfig or from `yaml.rs`) that names the field of
+//! the first type error (`routes[0].ratelimit.rules[1].rate`, serde_path_to_error's path
+//! syntax, so `yaml.rs` can locate it). It replaces serde_json's streaming deserializer
+//! wrapped in serde_path_to_error: that pair instantiated every policy type's visitors
+//! twice over a large generic parser and made most of the rate-limit filter's Wasm code
+//! (see README "Rate limiting"); this one is small, so the filter and `meshward check`
+//! can share it. Objects keep document order, so the first problem reported is the first
+//! written. Structs are only accepted as maps (serde_json would also take an array
+//! of field values), which keeps the derived `visit_seq` of every struct out of the build.
+//! Floats are never formatted (`core`'s float printing is large): messages say
+//! "floating point number". Knows nothing of the policy's types.
+
+use std::fmt;
+
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, Expected, MapAccess, SeqAccess, Unexpected,
+    VariantAccess, Visitor,
+};
+#[cfg(feature = "yaml")]
+use serde_json::Value;
+
+/// A type error with the path of the field it was found at.
+#[derive(Debug)]
+pub(crate) struct DeError {
+    /// Set by the innermost map entry, sequence element or variant that saw the error.
+    path: Option<String>,
+    message: String,
+}
+
+impl DeError {
+    /// The field path (`.` for the document itself).
+    pub(crate) fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(".")
+    }
+
+    /// What is wrong.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Attaches `at` unless a deeper frame already did.
+    fn at(mut self, at: &Chain<'_>) -> Self {
+        if self.path.is_none() {
+            self.path = Some(at.render());
+        }
+        self
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError {
+            path: None,
+            message: msg.to_string(),
+        }
+    }
+
+    // serde's defaults print `Unexpected` with its `Display`, which formats floats; ours
+    // say the same words without it.
+    fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
+        Self::custom(format_args!(
+            "invalid type: {}, expected {exp}",
+            Unexp(unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
+        Self::custom(format_args!(
+            "invalid value: {}, expected {exp}",
+            Unexp(unexp)
+        ))
+    }
+}
+
+/// serde's wording for an unexpected value, except that a float is not printed.
+struct Unexp<'a>(Unexpected<'a>);
+
+impl fmt::Display for Unexp<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Unexpected::Bool(b) => write!(f, "boolean `{b}`"),
+            Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
+            Unexpected::Signed(n) => write!(f, "integer `{n}`"),
+            Unexpected::Float(_) => f.write_str("floating point number"),
+            Unexpected::Char(c) => write!(f, "character `{c}`"),
+            Unexpected::Str(s) => write!(f, "string \"{s}\""),
+            Unexpected::Bytes(_) => f.write_str("byte array"),
+            Unexpected::Unit => f.write_str("null"),
+            Unexpected::Option => f.write_str("Option value"),
+            Unexpected::NewtypeStruct => f.write_str("newtype struct"),
+            Unexpected::Seq => f.write_str("sequence"),
+            Unexpected::Map => f.write_str("map"),
+            Unexpected::Enum => f.write_str("enum"),
+            Unexpected::UnitVariant => f.write_str("unit variant"),
+            Unexpected::NewtypeVariant => f.write_str("newtype variant"),
+            Unexpected::TupleVariant => f.write_str("tuple variant"),
+            Unexpected::StructVariant => f.write_str("struct variant"),
+            Unexpected::Other(o) => f.write_str(o),
+        }
+    }
+}
+
+/// Where the deserializer is, innermost last; lives on the stack of the nested calls.
+enum Chain<'a> {
+    Root,
+    Key(&'a Chain<'a>, &'a str),
+    Index(&'a Chain<'a>, usize),
+}
+
+impl Chain<'_> {
+    /// `a.b[2].c`; `.` for the root.
+    fn render(&self) -> String {
+        let mut segments = Vec::new();
+        let mut at = self;
+        loop {
+            match at {
+                Chain::Root => break,
+                Chain::Key(parent, key) => {
+                    segments.push(Seg::Key(key));
+                    at = parent;
+                }
+                Chain::Index(parent, i) => {
+                    segments.push(Seg::Index(*i));
+                    at = parent;
+                }
+            }
+        }
+        if segments.is_empty() {
+            return ".".to_string();
+        }
+        let mut out = String::new();
+        for seg in segments.iter().rev() {
+            match seg {
+                Seg::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Seg::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A parsed document: JSON's data model, objects as their entries in document order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Null,
+    Bool(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(String, Node)>),
+}
+
+impl Node {
+    /// The same tree from serde_json's (YAML is loaded into one).
+    #[cfg(feature = "yaml")]
+    pub(crate) fn from_value(v: &Value) -> Node {
+        match v {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Node::Unsigned(u),
+                (None, Some(i)) => Node::Signed(i),
+                _ => Node::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            Value::String(s) => Node::Str(s.clone()),
+            Value::Array(items) => Node::Seq(items.iter().map(Node::from_value).collect()),
+            Value::Object(map) => Node::Map(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Node::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Deserializes `T` from `value`; a type error carries the path of the offending field.
+pub(crate) fn from_node<T: de::DeserializeOwned>(value: &Node) -> Result<T, DeError> {
+    let root = Chain::Root;
+    T::deserialize(At { value, at: &root }).map_err(|e| e.at(&root))
+}
+
+/// JSON text to a tree, refusing duplicate keys (serde_json's `Value` keeps the last).
+pub(crate) fn json_tree(bytes: &[u8]) -> Result<Node, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let tree = Tree.deserialize(&mut de)?;
+    de.end()?;
+    Ok(tree)
+}
+
+/// Builds a [`Node`] from any deserializer, with an error on a duplicate map key.
+#[derive(Clone, Copy)]
+struct Tree;
+
+impl<'de> DeserializeSeed<'de> for Tree {
+    type Value = Node;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tree {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
+        Ok(Node::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Node, E> {
+        Ok(match u64::try_from(n) {
+            Ok(u) => Node::Unsigned(u),
+            Err(_) => Node::Signed(n),
+        })
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Node, E> {
+        Ok(Node::Unsigned(n))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Node, E> {
+        Ok(Node::Float(n))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
+        Ok(Node::Str(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Node, E> {
+        Ok(Node::Str(s))
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            items.push(v);
+        }
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Node, A::Error> {
+        let mut entries: Vec<(String, Node)> = Vec::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if entries.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let value = access.next_value_seed(self)?;
+            entries.push((key, value));
+        }
+        Ok(Node::Map(entries))
+    }
+}
+
+/// A value and where it is.
+struct At<'v, 'c> {
+    value: &'v Node,
+    at: &'c Chain<'c>,
+}
+
+impl At<'_, '_> {
+    fn unexpected(&self) -> Unexpected<'_> {
+        match self.value {
+            Node::Null => Unexpected::Unit,
+            Node::Bool(b) => Unexpected::Bool(*b),
+            Node::Unsigned(u) => Unexpected::Unsigned(*u),
+            Node::Signed(i) => Unexpected::Signed(*i),
+            Node::Float(f) => Unexpected::Float(*f),
+            Node::Str(s) => Unexpected::Str(s),
+            Node::Seq(_) => Unexpected::Seq,
+            Node::Map(_) => Unexpected::Map,
+        }
+    }
+
+    fn wrong<T>(&self, exp: &dyn Expected) -> Result<T, DeError> {
+        Err(de::Error::invalid_type(self.unexpected(), exp))
+    }
+}
+
+impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Null => visitor.visit_unit(),
+            Node::Bool(b) => visitor.visit_bool(*b),
+            Node::Unsigned(u) => visitor.visit_u64(*u),
+            Node::Signed(i) => visitor.visit_i64(*i),
+            Node::Float(f) => visitor.visit_f64(*f),
+            Node::Str(s) => visitor.visit_borrowed_str(s),
+            Node::Seq(_) => self.deserialize_seq(visitor),
+            Node::Map(_) => self.deserialize_map(visitor),
+        }
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Bool(b) => visitor.visit_bool(*b),
+            _ => self.wrong(&visitor),
+        }
+    }
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Unsigned(u) => visitor.visit_u64(*u),
+            Node::Signed(i) => visitor.visit_i64(*i),
+            Node::Float(f) => visitor.visit_f64(*f),
+            _ => self.wrong(&visitor),
+        }
+    }
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_u64(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Str(s) => visitor.visit_borrowed_str(s),
+            _ => self.wrong(&visitor),
+        }
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Null => visitor.visit_unit(),
+            _ => self.wrong(&visitor),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Seq(items) => visitor.visit_seq(Items {
+                items: items.iter(),
+                next: 0,
+                at: self.at,
+            }),
+            _ => self.wrong(&visitor),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Map(entries) => visitor.visit_map(Entries {
+                entries: entries.iter(),
+                pending: None,
+                at: self.at,
+            }),
+            _ => self.wrong(&visitor),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match self.value {
+            Node::Str(s) => visitor.visit_enum(Variant {
+                name: s,
+                value: None,
+                at: self.at,
+            }),
+            Node::Map(entries) if entries.len() == 1 => {
+                let Some((name, value)) = entries.first() else {
+                    return self.wrong(&visitor);
+                };
+                visitor.visit_enum(Variant {
+                    name,
+                    value: Some(value),
+                    at: self.at,
+                })
+            }
+            Node::Map(_) => Err(de::Error::invalid_value(
+                Unexpected::Map,
+                &"a map with a single key",
+            )),
+            _ => self.wrong(&visitor),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        f32 f64 char bytes byte_buf unit_struct tuple tuple_struct
+    }
+}
+
+/// Elements of an array.
+struct Items<'v, 'c> {
+    items: std::slice::Iter<'v, Node>,
+    next: usize,
+    at: &'c Chain<'c>,
+}
+
+impl<'de> SeqAccess<'de> for Items<'de, '_> {
+    type Error = DeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(value) = self.items.next() else {
+            return Ok(None);
+        };
+        let at = Chain::Index(self.at, self.next);
+        self.next += 1;
+        seed.deserialize(At { value, at: &at })
+            .map(Some)
+            .map_err(|e| e.at(&at))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+/// Entries of an object.
+struct Entries<'v, 'c> {
+    entries: std::slice::Iter<'v, (String, Node)>,
+    pending: Option<(&'v str, &'v Node)>,
+    at: &'c Chain<'c>,
+}
+
+impl<'de> MapAccess<'de> for Entries<'de, '_> {
+    type Error = DeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        let key = key.as_str();
+        self.pending = Some((key, value));
+        seed.deserialize(de::value::BorrowedStrDeserializer::<DeError>::new(key))
+            .map(Some)
+            .map_err(|e| e.at(&Chain::Key(self.at, key)))
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, DeError> {
+        let Some((key, value)) = self.pending.take() else {
+            return Err(de::Error::custom("a map value was read before its key"));
+        };
+        let at = Chain::Key(self.at, key);
+        seed.deserialize(At { value, at: &at })
+            .map_err(|e| e.at(&at))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+/// An enum written as `"variant"` or `{ "variant": value }`.
+struct Variant<'v, 'c> {
+    name: &'v str,
+    value: Option<&'v Node>,
+    at: &'c Chain<'c>,
+}
+
+impl<'de, 'c> EnumAccess<'de> for Variant<'de, 'c> {
+    type Error = DeError;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), DeError> {
+        match seed.deserialize(de::value::BorrowedStrDeserializer::<DeError>::new(
+            self.name,
+        )) {
+            Ok(v) => Ok((v, self)),
+            Err(e) => Err(e.at(self.at)),
+        }
+    }
+}
+
+impl<'de> VariantAccess<'de> for Variant<'de, '_> {
+    type Error = DeError;
+
+    fn unit_variant(self) -> Result<(), DeError> {
+        match self.value {
+            None | Some(Node::Null) => Ok(()),
+            Some(_) => Err(de::Error::invalid_type(
+                Unexpected::NewtypeVariant,
+                &"unit variant",
+            )),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
+        let at = Chain::Key(self.at, self.name);
+        match self.value {
+            Some(value) => seed
+                .deserialize(At { value, at: &at })
+                .map_err(|e| e.at(&at)),
+            None => Err(de::Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"newtype variant",
+            )),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, DeError> {
+        Err(de::Error::invalid_type(
+            Unexpected::TupleVariant,
+            &"unit or newtype variant",
+        ))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, DeError> {
+        Err(de::Error::invalid_type(
+            Unexpected::StructVariant,
+            &"unit or newtype variant",
+        ))
+    }
+}
+
+#[cfg(test)]
+#[path = "de_test.rs"]
+mod tests;
