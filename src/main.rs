@@ -2,6 +2,7 @@
 //! (`meshward-host`, `meshward-manifests`, `meshward-core`); it holds no policy logic.
 
 mod cmd;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Drive a plugin chain with a traffic scenario on virtual time and report what happened.
     Run(cmd::run::RunArgs),
+    /// Put a plugin chain in front of a real upstream (system clock, callouts over the network).
+    Serve(cmd::serve::ServeArgs),
     /// Validate policy files; print every problem as file:line:col: field.path: message.
     Check(cmd::check::CheckArgs),
     /// Build each filter into an OCI image layout Istio accepts (wasm-opt -Oz, reproducible).
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => cmd::demo::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Serve(args) => cmd::serve::run(&args),
         Command::Package(args) => cmd::package::run(&args),
         Command::Push(args) => cmd::push::run(&args),
         Command::Render(args) => cmd::render::run(&args),

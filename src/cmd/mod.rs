@@ -6,3 +6,4 @@ pub mod package;
 pub mod push;
 pub mod render;
 pub mod run;
+pub mod serve;

@@ -116,7 +116,7 @@ pub fn builtin(name: &str) -> Option<Vec<u8>> {
 }
 
 /// For each `--plugin` (in order), the index of the `--config` that follows it, if any.
-fn pair_configs(argv: &[String]) -> Result<Vec<Option<usize>>> {
+pub(crate) fn pair_configs(argv: &[String]) -> Result<Vec<Option<usize>>> {
     let mut out: Vec<Option<usize>> = Vec::new();
     let mut configs = 0usize;
     let mut skip_value = false;
@@ -146,7 +146,7 @@ fn pair_configs(argv: &[String]) -> Result<Vec<Option<usize>>> {
     Ok(out)
 }
 
-fn cli_chain(
+pub(crate) fn cli_chain(
     plugins: &[String],
     configs: &[PathBuf],
     pairing: &[Option<usize>],
