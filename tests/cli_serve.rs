@@ -111,26 +111,34 @@ async fn rls(
     Ok(r)
 }
 
+/// An HTTP/1.1 server on 127.0.0.1 answering with `f`; it lives as long as `rt`.
+fn http1_server<F, Fut>(rt: &tokio::runtime::Runtime, f: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let f = f.clone();
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), service_fn(f)),
+            );
+        }
+    });
+    addr
+}
+
 /// Starts the upstream (HTTP/1.1) and the RLS (HTTP/2) on 127.0.0.1; they live as long as `rt`.
 fn start_servers(
     rt: &tokio::runtime::Runtime,
 ) -> (SocketAddr, SocketAddr, Arc<Mutex<Vec<proto::Request>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (up, rl) = rt.block_on(async {
-        (
-            TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-    });
-    let (up_addr, rl_addr) = (up.local_addr().unwrap(), rl.local_addr().unwrap());
-    rt.spawn(async move {
-        while let Ok((s, _)) = up.accept().await {
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), service_fn(upstream)),
-            );
-        }
-    });
+    let up_addr = http1_server(rt, upstream);
+    let rl = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let rl_addr = rl.local_addr().unwrap();
     let recorded = Arc::clone(&seen);
     rt.spawn(async move {
         while let Ok((s, _)) = rl.accept().await {
@@ -144,6 +152,15 @@ fn start_servers(
         }
     });
     (up_addr, rl_addr, seen)
+}
+
+/// Removes a test's directory when the test ends.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running `meshward serve`, killed if the test fails before stopping it.
@@ -300,6 +317,7 @@ fn serve_enforces_local_paced_and_global_limits_over_the_network() {
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("policy.json");
     std::fs::write(&policy, POLICY).unwrap();
+    let _cleanup = Cleanup(dir.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -425,6 +443,7 @@ fn serve_refuses_bad_flags_and_bad_plugin_config_clearly() {
 
     let dir = std::env::temp_dir().join(format!("meshward-cli-serve-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = Cleanup(dir.clone());
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
@@ -444,4 +463,74 @@ fn serve_refuses_bad_flags_and_bad_plugin_config_clearly() {
         "127.0.0.1:0",
     ]);
     assert!(e.contains("plugin `ratelimit`"), "{e}");
+}
+
+#[test]
+fn serve_http_callouts_reach_the_cluster_over_the_network() {
+    // The Rust SDK's http_auth_random example: each request asks cluster `httpbin` for
+    // GET /bytes/1 and pauses; an even byte lets it through, an odd one gets 403.
+    let dir = std::env::temp_dir().join(format!("meshward-cli-serve-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = Cleanup(dir.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = http1_server(&rt, upstream);
+    let asked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let log = Arc::clone(&asked);
+    let httpbin = http1_server(&rt, move |req: Request<Incoming>| {
+        let log = Arc::clone(&log);
+        async move {
+            let mut log = log.lock().unwrap();
+            let host = req
+                .headers()
+                .get("host")
+                .map(|h| h.to_str().unwrap().to_string());
+            log.push((req.uri().path().to_string(), host.unwrap_or_default()));
+            // Even for the first call, odd for the second.
+            let byte = if log.len() == 1 { 2u8 } else { 3u8 };
+            Ok(Response::new(Full::new(Bytes::from(vec![byte]))))
+        }
+    });
+    let mut serve = Serve::start(
+        &dir,
+        &[
+            "--plugin",
+            "sdk_http_auth_random",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{up}"),
+            "--cluster",
+            &format!("httpbin=http://{httpbin}"),
+            "--workers",
+            "1",
+        ],
+    );
+    let granted = get(&serve.listen, "/a", &[]);
+    assert_eq!(granted.status, 200, "{}", serve.stderr());
+    assert_eq!(granted.body, "hello from upstream /a");
+    assert_eq!(granted.header("powered-by"), Some("proxy-wasm"));
+    let refused = get(&serve.listen, "/b", &[]);
+    assert_eq!(refused.status, 403, "{}", serve.stderr());
+    assert_eq!(refused.body, "Access forbidden.\n");
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [
+            ("/bytes/1".to_string(), "httpbin.org".to_string()),
+            ("/bytes/1".to_string(), "httpbin.org".to_string())
+        ]
+    );
+    let log = serve.stderr();
+    assert!(
+        log.contains("Access granted.") && log.contains("Access forbidden."),
+        "{log}"
+    );
+    let status = serve.interrupt();
+    assert!(status.success(), "exit {status:?}\n{}", serve.stderr());
+    drop(rt);
 }
