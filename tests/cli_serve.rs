@@ -534,3 +534,93 @@ fn serve_http_callouts_reach_the_cluster_over_the_network() {
     assert!(status.success(), "exit {status:?}\n{}", serve.stderr());
     drop(rt);
 }
+
+/// One HTTP/1.1 POST on its own connection (status only).
+fn post_status(addr: &str, body: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: a\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) and close before reading everything.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line")
+}
+
+#[test]
+fn serve_answers_like_envoy_when_the_upstream_fails_or_the_body_is_too_large() {
+    let dir = std::env::temp_dir().join(format!("meshward-cli-serve-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = Cleanup(dir.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // An upstream that accepts and never answers, and an address where nothing listens.
+    let silent = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    rt.spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+
+    let mut down = Serve::start(
+        &dir,
+        &[
+            "--plugin",
+            "noop",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{closed}"),
+            "--max-body",
+            "1000",
+        ],
+    );
+    let r = get(&down.listen, "/", &[]);
+    assert_eq!(r.status, 503, "{}", down.stderr());
+    assert_eq!(
+        r.body,
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    );
+    assert_eq!(post_status(&down.listen, &[b'x'; 5000]), 413);
+    assert!(down.interrupt().success());
+
+    let mut slow = Serve::start(
+        &dir,
+        &[
+            "--plugin",
+            "noop",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{silent_addr}"),
+            "--route-timeout",
+            "200ms",
+        ],
+    );
+    let r = get(&slow.listen, "/", &[]);
+    assert_eq!(r.status, 504, "{}", slow.stderr());
+    assert_eq!(r.body, "upstream request timeout");
+    assert!(slow.interrupt().success());
+    drop(rt);
+}
