@@ -3,13 +3,13 @@
 //! the first type error (`routes[0].ratelimit.rules[1].rate`, serde_path_to_error's path
 //! syntax, so `yaml.rs` can locate it). It replaces serde_json's streaming deserializer
 //! wrapped in serde_path_to_error: that pair instantiated every policy type's visitors
-//! twice over a large generic parser and made most of the rate-limit filter's Wasm code
-//! (see README "Rate limiting"); this one is small, so the filter and `meshward check`
-//! can share it. Objects keep document order, so the first problem reported is the first
-//! written. Structs are only accepted as maps (serde_json would also take an array
-//! of field values), which keeps the derived `visit_seq` of every struct out of the build.
-//! Floats are never formatted (`core`'s float printing is large): messages say
-//! "floating point number". Knows nothing of the policy's types.
+//! twice over a large generic parser and were the largest part of the rate-limit filter's
+//! Wasm code (see README "Rate limiting"); this one is small, so the filter and `meshward
+//! check` can share it. A JSON object keeps its document order, so the first problem
+//! reported is the first written. Structs are only accepted as maps (serde_json would also
+//! take an array of field values), which keeps the derived `visit_seq` of every struct out
+//! of the build. Floats are never formatted (`core`'s float printing is large): messages
+//! say "floating point number". Knows nothing of the policy's types.
 
 use std::fmt;
 
