@@ -4,8 +4,11 @@
 //! - [`floor::Floor`]: a bare wasmtime embedding of a proxy-wasm module (every import a stub
 //!   returning zeros, no Envoy bookkeeping): the floor for calls into the guest and for VM start.
 //! - [`native::NativeStore`]: Envoy's shared-data rules as plain Rust behind a mutex.
+//! - [`ratelimit::NativeFilter`]: the rate-limit filter's decision made by the same core code
+//!   natively, over [`ratelimit::SharedMap`].
 //!
 //! This crate must not know the host's internals; the benches use only its public API.
 
 pub mod floor;
 pub mod native;
+pub mod ratelimit;

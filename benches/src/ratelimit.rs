@@ -1,0 +1,428 @@
+//! The native baseline of the rate-limit benchmark: the decision the `ratelimit` filter makes
+//! for one request, made by the same `meshward-core` code in plain Rust, with the filter's
+//! state in a shared-data-like store (Envoy's CAS rules behind a mutex) instead of the host's
+//! shared data. It follows `plugins/ratelimit/src/lib.rs` (`Request::decide`, `admit`,
+//! `reject`, `header_fields`) step by step for local rules: the request view, client address,
+//! lists, route and key, the engine's check-then-commit (GCRA), the IETF header fields, the
+//! counter name and the per-decision debug line; what the host does around it (guest calls,
+//! header maps, local reply plumbing) is what the benchmark compares against.
+//!
+//! Must not know the host; the policy is the same JSON the filter is configured with.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meshward_core::policy::{parse_json, FailureMode, HeaderStyle, RequestAttrs};
+use meshward_core::ratelimit::headers::{self, Item};
+use meshward_core::ratelimit::{
+    charges, evaluate, parse_addr, Access, Check, Limiter, Outcome, Plan, Record, RuleState, Store,
+    StoreError,
+};
+
+/// The benchmark's policy: one token-bucket rule keyed by client address on the catch-all
+/// route, IETF fields on allowed responses too.
+pub fn policy_json(rate: &str, burst: u32) -> Vec<u8> {
+    format!(
+        r#"{{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"bench",
+"routes":[{{"name":"default","ratelimit":{{"rules":[
+{{"name":"per-client","algorithm":"token-bucket","rate":"{rate}","burst":{burst},"key":["client-ip"]}}]}}}}],
+"ratelimit":{{"response":{{"headers":"ietf","on_allowed":true}}}}}}"#
+    )
+    .into_bytes()
+}
+
+/// Envoy's shared-data rules (a set on a missing key ignores cas; every set takes the next
+/// non-zero cas) over byte values behind one mutex, as `core`'s [`Store`].
+#[derive(Debug, Default)]
+pub struct SharedMap {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<Vec<u8>, (Vec<u8>, u32)>,
+    next_cas: u32,
+}
+
+impl Inner {
+    fn bump(&mut self) -> u32 {
+        self.next_cas = self.next_cas.wrapping_add(1).max(1);
+        self.next_cas
+    }
+}
+
+impl SharedMap {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keys written.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Store for &SharedMap {
+    fn load(&mut self, key: &[u8]) -> Result<Option<(Record, u32)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .map
+            .get(key)
+            .map(|(v, cas)| (Record::from_bytes(v), *cas)))
+    }
+
+    fn create(&mut self, key: &[u8], rec: Record) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.map.contains_key(key) {
+            let cas = inner.bump();
+            inner
+                .map
+                .insert(key.to_vec(), (rec.to_bytes().to_vec(), cas));
+        }
+        Ok(())
+    }
+
+    fn replace(&mut self, key: &[u8], rec: Record, version: u32) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let next = inner.bump();
+        match inner.map.get_mut(key) {
+            Some(entry) if entry.1 != version => Ok(false),
+            Some(entry) => {
+                entry.0.clear();
+                entry.0.extend_from_slice(&rec.to_bytes());
+                entry.1 = next;
+                Ok(true)
+            }
+            None => {
+                inner
+                    .map
+                    .insert(key.to_vec(), (rec.to_bytes().to_vec(), next));
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// The request as the filter copies it out of the host (owned header pairs).
+struct View {
+    method: String,
+    path: String,
+    authority: String,
+    headers: Vec<(String, String)>,
+}
+
+impl View {
+    fn new(headers: &[(&str, &str)]) -> Self {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        Self {
+            method: get(":method"),
+            path: get(":path"),
+            authority: get(":authority"),
+            headers,
+        }
+    }
+}
+
+impl RequestAttrs for View {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn host(&self) -> &str {
+        &self.authority
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the filter would do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward; add these fields to the response.
+    Allow {
+        /// Response header fields.
+        response_headers: Vec<(&'static str, String)>,
+    },
+    /// Local reply.
+    Reply {
+        /// Status.
+        status: u16,
+        /// Header fields.
+        headers: Vec<(&'static str, String)>,
+        /// Body.
+        body: String,
+    },
+}
+
+/// One worker's limiter with its counters, over a shared store.
+pub struct NativeFilter<'s> {
+    limiter: Limiter,
+    store: &'s SharedMap,
+    counters: HashMap<String, u64>,
+    line: String,
+}
+
+fn items(plan: &Plan, states: &[RuleState]) -> Vec<Item> {
+    plan.local()
+        .zip(states)
+        .map(|(r, s)| {
+            let (quota, window_s) = headers::quota_window(r.rate);
+            Item {
+                name: r.name.clone(),
+                quota,
+                window_s,
+                remaining: s.remaining,
+                reset_s: headers::ceil_secs(s.reset_ns),
+            }
+        })
+        .collect()
+}
+
+impl<'s> NativeFilter<'s> {
+    /// From the filter's JSON configuration.
+    pub fn new(config: &[u8], store: &'s SharedMap) -> Result<Self, String> {
+        let policy = parse_json(config).map_err(|e| format!("{e:?}"))?;
+        Ok(Self {
+            limiter: Limiter::new(policy),
+            store,
+            counters: HashMap::new(),
+            line: String::new(),
+        })
+    }
+
+    /// A counter's value.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, route: &str, rule: &str, outcome: &str) {
+        let name = format!("meshward_ratelimit.{route}.{rule}.{outcome}");
+        match self.counters.get_mut(&name) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.insert(name, 1);
+            }
+        }
+    }
+
+    fn log(&mut self, rid: &str, route: &str, rule: &str, outcome: &str, extra: &str) {
+        self.line.clear();
+        let _ = write!(
+            self.line,
+            "ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}"
+        );
+        std::hint::black_box(&self.line);
+    }
+
+    fn header_fields(&self, items: &[Item]) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if items.is_empty() {
+            return out;
+        }
+        match self.limiter.settings().response.headers {
+            HeaderStyle::None => {}
+            HeaderStyle::Ietf => {
+                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit", headers::ratelimit_field(items)));
+            }
+            HeaderStyle::IetfAndLegacy => {
+                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit", headers::ratelimit_field(items)));
+                out.extend(headers::legacy_fields(items));
+            }
+        }
+        out
+    }
+
+    fn reject(
+        &self,
+        route: &str,
+        rule: &str,
+        retry_after_ns: u64,
+        mut fields: Vec<(&'static str, String)>,
+    ) -> Decision {
+        let r = &self.limiter.settings().response;
+        let retry = headers::retry_after_secs(retry_after_ns);
+        fields.push(("retry-after", retry.to_string()));
+        fields.push(("x-envoy-ratelimited", "true".to_string()));
+        let body = if r.problem_json {
+            fields.push(("content-type", "application/problem+json".to_string()));
+            headers::quota_exceeded_body(r.status, route, rule, retry)
+        } else {
+            String::new()
+        };
+        Decision::Reply {
+            status: r.status,
+            headers: fields,
+            body,
+        }
+    }
+
+    /// The decision for one request from `peer` (`ip:port`) with these headers, at the
+    /// system clock's now. Local rules only (what the benchmark configures).
+    pub fn decide(&mut self, peer: &str, request: &[(&str, &str)]) -> Decision {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let req = View::new(request);
+        let rid = req.header("x-request-id").unwrap_or("-").to_string();
+        let client = self
+            .limiter
+            .client_ip(parse_addr(peer), req.header("x-forwarded-for"));
+        match self.limiter.access(client) {
+            Access::Deny => {
+                *self
+                    .counters
+                    .entry("meshward_ratelimit.denied".into())
+                    .or_default() += 1;
+                return Decision::Reply {
+                    status: 403,
+                    headers: Vec::new(),
+                    body: headers::problem_body(403, "Forbidden", "deny list"),
+                };
+            }
+            Access::Bypass => {
+                return Decision::Allow {
+                    response_headers: Vec::new(),
+                }
+            }
+            Access::Limit => {}
+        }
+        let Some(plan) = self.limiter.plan(&req, client) else {
+            return Decision::Allow {
+                response_headers: Vec::new(),
+            };
+        };
+        let route = plan.route.1.clone();
+        let settings = self.limiter.settings();
+        let retries = settings.shared.cas_retries;
+        let on_allowed = settings.response.on_allowed;
+        let deny_exhausted = settings.shared.on_cas_exhausted == FailureMode::Deny;
+        let local: Vec<Check> = plan.local().map(|r| r.check.clone()).collect();
+        let mut store = self.store;
+        let outcome = evaluate(&mut store, &local, now, retries);
+        let (response_headers, taken) = match outcome {
+            Outcome::Reject {
+                rule,
+                retry_after_ns,
+                states,
+            } => {
+                let name = plan
+                    .local()
+                    .nth(rule)
+                    .map_or(String::new(), |r| r.name.clone());
+                self.count(&route, &name, "limited");
+                self.log(
+                    &rid,
+                    &route,
+                    &name,
+                    "limited",
+                    &format!(" retry_after_ms={}", retry_after_ns / 1_000_000),
+                );
+                let fields = self.header_fields(&items(&plan, &states));
+                return self.reject(&route, &name, retry_after_ns, fields);
+            }
+            Outcome::Exhausted { rule, .. } => {
+                let name = plan
+                    .local()
+                    .nth(rule)
+                    .map_or(String::new(), |r| r.name.clone());
+                self.count(&route, &name, "cas_exhausted");
+                if deny_exhausted {
+                    return self.reject(&route, &name, 1_000_000_000, Vec::new());
+                }
+                (Vec::new(), Vec::new())
+            }
+            Outcome::Allow { states, taken, .. } => {
+                let fields = if on_allowed {
+                    self.header_fields(&items(&plan, &states))
+                } else {
+                    Vec::new()
+                };
+                (fields, taken)
+            }
+        };
+        // The filter keeps what was charged in case the request is paced or asked about
+        // globally; neither applies here, but the filter pays for it too.
+        std::hint::black_box(charges(local, taken));
+        for r in plan.local() {
+            let name = r.name.clone();
+            self.count(&route, &name, "allowed");
+        }
+        self.log(&rid, &route, "*", "allowed", "");
+        Decision::Allow { response_headers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[(&str, &str)] = &[(":method", "GET"), (":path", "/"), (":authority", "a")];
+
+    #[test]
+    fn allows_with_fields_then_limits_with_retry_after() {
+        let store = SharedMap::default();
+        let mut f = NativeFilter::new(&policy_json("1/h", 2), &store).expect("policy");
+        for left in [1, 0] {
+            match f.decide("10.0.0.1:5", REQ) {
+                Decision::Allow { response_headers } => assert_eq!(
+                    response_headers,
+                    [
+                        ("ratelimit-policy", "\"per-client\";q=1;w=3600".to_string()),
+                        (
+                            "ratelimit",
+                            format!("\"per-client\";r={left};t={}", 3600 * (2 - left))
+                        ),
+                    ]
+                ),
+                d => panic!("{d:?}"),
+            }
+        }
+        match f.decide("10.0.0.1:5", REQ) {
+            Decision::Reply {
+                status, headers, ..
+            } => {
+                assert_eq!(status, 429);
+                assert!(headers.contains(&("retry-after", "3600".to_string())));
+            }
+            d => panic!("{d:?}"),
+        }
+        assert!(matches!(
+            f.decide("10.0.0.2:5", REQ),
+            Decision::Allow { .. }
+        ));
+        assert_eq!(
+            f.counter("meshward_ratelimit.default.per-client.allowed"),
+            3
+        );
+        assert_eq!(
+            f.counter("meshward_ratelimit.default.per-client.limited"),
+            1
+        );
+        assert_eq!(store.len(), 2);
+    }
+}
