@@ -2,7 +2,9 @@
 //! and one run: one request lifecycle (open stream, request headers, response headers,
 //! complete, release) through the real `ratelimit` .wasm with one token-bucket rule keyed by
 //! client address and IETF fields on allowed responses, both allowed and limited (429 local
-//! reply with fields and problem+json); the same lifecycle through the no-op guest; and the
+//! reply with fields and problem+json), and with every client on the allow list (the filter's
+//! fixed cost: request view, client address, counter, log line, but no rule); the same
+//! lifecycle through the no-op guest; and the
 //! same decision in native Rust (`meshward_benches::ratelimit`, the filter's core code over a
 //! native CAS store). Every case rotates over the same 1024 client addresses. Run with
 //! `cargo bench -p meshward-benches --bench ratelimit -- --warm-up-time 1 --measurement-time 3`.
@@ -86,14 +88,18 @@ fn decision(c: &mut Criterion) {
     let n = clients.len();
     let mut g = c.benchmark_group("ratelimit_decision");
 
-    // (a) The real filter in the host, allowed and limited.
-    for (case, (rate, burst), want) in [("allowed", ALLOWED, 200), ("limited", LIMITED, 429)] {
+    // (a) The real filter in the host: allowed, limited, and bypassing the rule.
+    for (case, (rate, burst), allow, want) in [
+        ("allowed", ALLOWED, None, 200),
+        ("limited", LIMITED, None, 429),
+        ("bypass", LIMITED, Some("10.0.0.0/8"), 200),
+    ] {
         let (host, mut w) = host_worker(
             PluginSpec::new("ratelimit", meshward_artifacts::RATELIMIT)
                 .root_id("ratelimit")
-                .plugin_config(policy_json(rate, burst)),
+                .plugin_config(policy_json(rate, burst, allow)),
         );
-        expect_host(&mut w, &clients, want, true);
+        expect_host(&mut w, &clients, want, allow.is_none());
         let mut i = 0usize;
         g.bench_function(format!("host_ratelimit_{case}"), |b| {
             b.iter_custom(|iters| {
@@ -134,7 +140,7 @@ fn decision(c: &mut Criterion) {
     for (case, (rate, burst), allowed) in [("allowed", ALLOWED, true), ("limited", LIMITED, false)]
     {
         let store = SharedMap::default();
-        let mut f = NativeFilter::new(&policy_json(rate, burst), &store).expect("policy");
+        let mut f = NativeFilter::new(&policy_json(rate, burst, None), &store).expect("policy");
         for peer in &clients {
             f.decide(peer, REQUEST);
         }

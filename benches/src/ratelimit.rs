@@ -22,13 +22,14 @@ use meshward_core::ratelimit::{
 };
 
 /// The benchmark's policy: one token-bucket rule keyed by client address on the catch-all
-/// route, IETF fields on allowed responses too.
-pub fn policy_json(rate: &str, burst: u32) -> Vec<u8> {
+/// route, IETF fields on allowed responses too; clients in `allow_cidr` (if any) bypass it.
+pub fn policy_json(rate: &str, burst: u32, allow_cidr: Option<&str>) -> Vec<u8> {
+    let allow = allow_cidr.map_or(String::new(), |c| format!(r#""allow_cidrs":["{c}"],"#));
     format!(
         r#"{{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"bench",
 "routes":[{{"name":"default","ratelimit":{{"rules":[
 {{"name":"per-client","algorithm":"token-bucket","rate":"{rate}","burst":{burst},"key":["client-ip"]}}]}}}}],
-"ratelimit":{{"response":{{"headers":"ietf","on_allowed":true}}}}}}"#
+"ratelimit":{{{allow}"response":{{"headers":"ietf","on_allowed":true}}}}}}"#
     )
     .into_bytes()
 }
@@ -386,7 +387,7 @@ mod tests {
     #[test]
     fn allows_with_fields_then_limits_with_retry_after() {
         let store = SharedMap::default();
-        let mut f = NativeFilter::new(&policy_json("1/h", 2), &store).expect("policy");
+        let mut f = NativeFilter::new(&policy_json("1/h", 2, None), &store).expect("policy");
         for left in [1, 0] {
             match f.decide("10.0.0.1:5", REQ) {
                 Decision::Allow { response_headers } => assert_eq!(
