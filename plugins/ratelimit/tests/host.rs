@@ -821,6 +821,35 @@ fn rls_errors_and_timeouts_follow_the_failure_mode() {
     no_traps(&e.host);
 }
 
+#[test]
+fn a_client_that_leaves_while_the_service_is_asked_is_not_charged_locally() {
+    // The service never answers "slow" (the test leaves those calls pending).
+    let (e, calls) = rls_env("allow", |req| {
+        let slow = req.descriptors[0].entries.iter().any(|x| x.value == "slow");
+        (!slow).then(|| {
+            GrpcReply::ok(encode(&proto::Response {
+                overall_code: 1,
+                statuses: vec![],
+            }))
+        })
+    });
+    let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+    for _ in 0..3 {
+        let (id, st) = send(&mut w, "10.0.0.1:1", &[("x-org", "slow")]);
+        assert_eq!(st, 0, "waiting for the service");
+        // The client goes away before the answer (or the timeout).
+        w.complete(id).unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // The local rule (burst 3) was given back what the three took.
+    assert_eq!(
+        (0..4).map(|_| ask(&mut w, "nice")).collect::<Vec<_>>(),
+        [200, 200, 200, 429]
+    );
+    w.advance(Duration::from_millis(100));
+    no_traps(&e.host);
+}
+
 // --- memory and configuration ----------------------------------------------------------
 
 #[test]
