@@ -21,11 +21,14 @@ use crate::metrics::Metrics;
 use crate::queues::SharedQueues;
 use crate::shared_data::SharedData;
 use crate::spec::PluginSpec;
-use crate::trap::{TrapReport, Traps};
+use crate::trap::{TrapBatch, TrapReport, Traps, TRAPS_KEPT};
 use crate::vm::{Vm, VmState};
 use crate::wasi::{OLD_ENVOY_WASI, WASI_MODULES};
 use crate::worker::Worker;
 use crate::worker_core::WorkerCore;
+
+/// Envoy's default `per_connection_buffer_limit_bytes` (1 MiB, `listener.proto`).
+pub const DEFAULT_BUFFER_LIMIT: usize = 1 << 20;
 
 /// A foreign function the guest can call with `proxy_call_foreign_function`.
 pub type ForeignFn = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
@@ -36,6 +39,8 @@ pub struct HostStats {
     created: AtomicU64,
     failed: AtomicU64,
     reloaded: AtomicU64,
+    reload_backoffs: AtomicU64,
+    reload_failures: AtomicU64,
 }
 
 impl HostStats {
@@ -47,6 +52,12 @@ impl HostStats {
     }
     pub(crate) fn reloaded(&self) {
         self.reloaded.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn reload_backoff(&self) {
+        self.reload_backoffs.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn reload_failed(&self) {
+        self.reload_failures.fetch_add(1, Ordering::Relaxed);
     }
     /// VMs instantiated (configuration checks included).
     pub fn vms_created(&self) -> u64 {
@@ -60,6 +71,15 @@ impl HostStats {
     pub fn vms_reloaded(&self) -> u64 {
         self.reloaded.load(Ordering::Relaxed)
     }
+    /// Streams that found a dead FailReload VM still in its reload backoff (Envoy stat event
+    /// `VmReloadBackoff`); they got the fail-closed 503.
+    pub fn reload_backoffs(&self) -> u64 {
+        self.reload_backoffs.load(Ordering::Relaxed)
+    }
+    /// Reload attempts whose new VM failed to start (Envoy `VmReloadFailure`).
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
+    }
 }
 
 pub(crate) struct HostInner {
@@ -71,6 +91,9 @@ pub(crate) struct HostInner {
     pub(crate) strict: bool,
     pub(crate) memory_limit: usize,
     pub(crate) callback_deadline: Duration,
+    /// Envoy's per-connection buffer limit: a body buffered by StopIterationAndBuffer beyond it
+    /// gets 413 (request) or 500 (response).
+    pub(crate) buffer_limit: usize,
     pub(crate) http_clusters: HashMap<String, Arc<dyn HttpHandler>>,
     pub(crate) grpc_clusters: HashMap<String, Arc<dyn GrpcHandler>>,
     pub(crate) foreign: HashMap<String, ForeignFn>,
@@ -120,6 +143,8 @@ pub struct HostBuilder {
     strict: bool,
     memory_limit: usize,
     deadline: Duration,
+    buffer_limit: usize,
+    traps_kept: usize,
     http: HashMap<String, Arc<dyn HttpHandler>>,
     grpc: HashMap<String, Arc<dyn GrpcHandler>>,
     foreign: HashMap<String, ForeignFn>,
@@ -150,6 +175,21 @@ impl HostBuilder {
     /// period (2 ms).
     pub fn callback_deadline(mut self, d: Duration) -> Self {
         self.deadline = d;
+        self
+    }
+    /// The stream buffer limit, as Envoy's listener `per_connection_buffer_limit_bytes`
+    /// (default [`DEFAULT_BUFFER_LIMIT`], 1 MiB, Envoy's default). When a plugin pauses a body
+    /// (StopIterationAndBuffer) and the body buffered in the chain grows past it, the host
+    /// answers 413 on the request path and 500 on the response path (or resets the stream when
+    /// the response headers already went downstream), as Envoy's filter manager does.
+    pub fn buffer_limit_bytes(mut self, n: usize) -> Self {
+        self.buffer_limit = n;
+        self
+    }
+    /// How many trap reports the host keeps (default [`TRAPS_KEPT`]); older ones are dropped and
+    /// counted ([`Host::traps_since`], [`Host::traps_dropped`]).
+    pub fn traps_kept(mut self, n: usize) -> Self {
+        self.traps_kept = n.max(1);
         self
     }
     /// Register an HTTP cluster for `proxy_http_call`.
@@ -207,13 +247,14 @@ impl HostBuilder {
                 strict: self.strict,
                 memory_limit: self.memory_limit,
                 callback_deadline: self.deadline,
+                buffer_limit: self.buffer_limit,
                 http_clusters: self.http,
                 grpc_clusters: self.grpc,
                 foreign: self.foreign,
                 properties: self.properties,
                 logs: Logs::new(self.sink),
                 log_level: self.log_level,
-                traps: Traps::default(),
+                traps: Traps::new(self.traps_kept),
                 shared_data: SharedData::new(),
                 queues: SharedQueues::default(),
                 metrics: Metrics::new(),
@@ -232,6 +273,8 @@ pub(crate) struct PluginInner {
     pub(crate) pre: InstancePre<VmState>,
     pub(crate) abi_010: bool,
     pub(crate) host: std::sync::Weak<HostInner>,
+    /// Export indexes checked on the first instance (the configuration check VM).
+    pub(crate) exports: std::sync::OnceLock<crate::exports::ExportPlan>,
 }
 
 /// A loaded (compiled and configuration-checked) plugin. Cheap to clone.
@@ -267,6 +310,8 @@ impl Host {
             strict: false,
             memory_limit: 64 << 20,
             deadline: Duration::from_secs(1),
+            buffer_limit: DEFAULT_BUFFER_LIMIT,
+            traps_kept: TRAPS_KEPT,
             http: HashMap::new(),
             grpc: HashMap::new(),
             foreign: HashMap::new(),
@@ -343,6 +388,7 @@ impl Host {
                 pre,
                 abi_010,
                 host: Arc::downgrade(inner),
+                exports: std::sync::OnceLock::new(),
             }),
         };
         // Configuration check (Envoy's canary VM), with its own throwaway worker state.
@@ -400,7 +446,7 @@ impl Host {
             let next = workers
                 .iter()
                 .enumerate()
-                .filter_map(|(i, w)| w.next_due().map(|t| (t, i)))
+                .filter_map(|(i, w)| w.timeline_due().map(|t| (t, i)))
                 .min();
             match next {
                 Some((t, i)) if t <= target => {
@@ -434,9 +480,18 @@ impl Host {
     pub fn take_logs(&self) -> Vec<LogRecord> {
         self.inner.logs.take()
     }
-    /// Guest traps seen so far.
+    /// Guest traps seen so far (the newest [`HostBuilder::traps_kept`], oldest first).
     pub fn traps(&self) -> Vec<TrapReport> {
         self.inner.traps.snapshot()
+    }
+    /// Traps recorded since `cursor` (start with 0, then pass the returned `next`): each trap
+    /// is read once, and `missed` counts those dropped before they could be read.
+    pub fn traps_since(&self, cursor: u64) -> TrapBatch {
+        self.inner.traps.since(cursor)
+    }
+    /// Traps dropped because more than [`HostBuilder::traps_kept`] were recorded.
+    pub fn traps_dropped(&self) -> u64 {
+        self.inner.traps.counts().1
     }
     /// VM statistics.
     pub fn stats(&self) -> &HostStats {

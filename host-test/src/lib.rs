@@ -11,7 +11,10 @@
 //!   `response_*`, `complete`; read them back with [`Worker::stream`].
 //! - Time: a [`Clock`] ([`SystemClock`] or [`VirtualClock`]); `Worker::advance`/`poll` fire
 //!   ticks, callout answers and timeouts in time order; `Host::advance` does it for several
-//!   workers on one clock.
+//!   workers on one clock; `Worker::next_due` says when the next thing is scheduled.
+//! - Lifecycle: `Worker::complete` ends a stream (on_log, on_done, on_delete, as Envoy);
+//!   `Worker::shutdown` ends the root contexts (on_done false waits for `proxy_done`,
+//!   `Worker::awaiting_done`). Traps: `Host::traps_since(cursor)` (bounded store).
 //! - Callouts go to named clusters answered by [`HttpHandler`]/[`GrpcHandler`] (closures work).
 //!
 //! ## Process model (as Envoy)
@@ -25,15 +28,18 @@
 //! [`TrapReport`]s; after a trap the plugin's [`FailStrategy`] applies.
 //!
 //! ## Where this host differs from Envoy (on purpose or not yet done)
-//! - `on_done` returning false is recorded (`proxy_done` then answers OK), but `on_log` and
-//!   `on_delete` run right away instead of waiting for `proxy_done`.
 //! - A second `proxy_send_local_response` on a stream is refused with BAD_ARGUMENT and a
 //!   warning (Envoy hangs the client, envoy#28826).
 //! - HTTP callout timeouts reach the guest as a failed call (0 headers, `proxy_get_status`
 //!   11 "timeout"); Envoy's async client may answer 504 instead. Failures are 11 "reset".
-//! - No body buffer limit (Envoy's 413/503 on overflow), no per-callback frozen time, no
-//!   capability restriction, no reload backoff for FailReload, gRPC upstreams are cluster names
+//! - No per-callback frozen time, no capability restriction; gRPC upstreams are cluster names
 //!   only (not serialized `GrpcService` protos).
+//! - A body held by paused headers (Envoy: StopAllIterationAndWatermark, flow control) is
+//!   buffered without limit: the host cannot read-disable the embedder. A body paused with
+//!   StopIterationAndBuffer does hit the buffer limit (413/500, `HostBuilder::buffer_limit_bytes`).
+//! - `Worker::shutdown` resets and completes streams still open before the root contexts'
+//!   on_done (in Envoy the plugin handle outlives them); a root context that never calls
+//!   `proxy_done` is kept as long as the worker (Envoy may stop waiting after a timeout).
 //! - Properties: the common attributes are computed; anything else (xds.node, metadata, ...)
 //!   comes as bytes from the embedder (`HostBuilder::property`, `StreamProps::property`).
 
@@ -42,6 +48,7 @@ mod callouts;
 mod clock;
 mod engine;
 mod error;
+mod exports;
 mod host;
 mod logs;
 mod metrics;
@@ -63,16 +70,16 @@ pub use callouts::{
 };
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use error::{HostError, LoadError};
-pub use host::{ForeignFn, Host, HostBuilder, HostStats, Plugin};
+pub use host::{ForeignFn, Host, HostBuilder, HostStats, Plugin, DEFAULT_BUFFER_LIMIT};
 pub use logs::{LogLevel, LogRecord, LogSink};
 pub use metrics::{MetricKind, MetricValue, Metrics, BUCKETS};
 pub use pairs::{
     deserialize as deserialize_pairs, serialize as serialize_pairs, Headers, PairsError,
 };
 pub use shared_data::{SetOutcome, SharedData};
-pub use spec::{FailStrategy, PluginSpec};
+pub use spec::{FailStrategy, PluginSpec, DEFAULT_RELOAD_BACKOFF};
 pub use stream::{Flow, LocalReply, StreamId, StreamProps, StreamView};
-pub use trap::TrapReport;
+pub use trap::{TrapBatch, TrapReport, TRAPS_KEPT};
 pub use worker::{Worker, COMPLETED_KEPT};
 
 #[cfg(test)]

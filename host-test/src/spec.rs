@@ -2,6 +2,8 @@
 //! configurations, WASI env, fail strategy) and `FailStrategy` (Istio failStrategy). Must not
 //! know about wasmtime.
 
+use std::time::Duration;
+
 /// What to do after a guest trap (Istio `WasmPlugin.failStrategy`, Envoy `failure_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailStrategy {
@@ -11,10 +13,16 @@ pub enum FailStrategy {
     FailClosed,
     /// FAIL_OPEN: skip the plugin for this stream and for every later stream on that worker.
     FailOpen,
-    /// FAIL_RELOAD: this stream gets the 503 of FailClosed, and new streams get a fresh,
-    /// configured VM (its memory is lost, shared data survives).
+    /// FAIL_RELOAD: this stream gets the 503 of FailClosed; a later stream gets a fresh,
+    /// configured VM (its memory is lost, shared data survives), but not more often than the
+    /// reload backoff allows ([`PluginSpec::reload_backoff`]): a stream that finds the VM dead
+    /// within the backoff gets the fail-closed 503 too. As Envoy
+    /// `PluginConfig::maybeReloadHandleIfNeeded` (source/extensions/common/wasm/wasm.cc).
     FailReload,
 }
+
+/// Envoy's default `reload_config.backoff.base_interval` for FAIL_RELOAD (1 s).
+pub const DEFAULT_RELOAD_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A plugin to load: the Wasm bytes plus the Envoy `PluginConfig`/`VmConfig` fields.
 #[derive(Debug, Clone)]
@@ -27,6 +35,7 @@ pub struct PluginSpec {
     pub(crate) vm_config: Vec<u8>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) fail_strategy: FailStrategy,
+    pub(crate) reload_backoff: Duration,
 }
 
 impl PluginSpec {
@@ -41,6 +50,7 @@ impl PluginSpec {
             vm_config: Vec::new(),
             env: Vec::new(),
             fail_strategy: FailStrategy::default(),
+            reload_backoff: DEFAULT_RELOAD_BACKOFF,
         }
     }
     /// Root id (Istio `pluginName`). Default "".
@@ -71,6 +81,15 @@ impl PluginSpec {
     /// What to do after a trap.
     pub fn fail_strategy(mut self, s: FailStrategy) -> Self {
         self.fail_strategy = s;
+        self
+    }
+    /// FailReload backoff base (Envoy `reload_config.backoff.base_interval`, default 1 s,
+    /// at least 1 ms). Each time a stream finds the VM dead, the host draws an interval in
+    /// [base, 1.5 x base) (Envoy's `JitteredLowerBoundBackOffStrategy`; no exponential growth,
+    /// `max_interval` is not used) and reloads only if that much time passed since the last
+    /// load or reload attempt.
+    pub fn reload_backoff(mut self, base: Duration) -> Self {
+        self.reload_backoff = base.max(Duration::from_millis(1));
         self
     }
     /// The plugin name.

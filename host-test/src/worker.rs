@@ -30,6 +30,21 @@ pub const COMPLETED_KEPT: usize = 1024;
 struct VmSlot {
     vm: Option<Vm>,
     generation: u32,
+    /// Clock time of the last load or reload attempt (Envoy `handle_wrapper.last_load`).
+    last_load: u64,
+    /// The FailReload interval drawn for the next check, in nanoseconds.
+    backoff: u64,
+    shutdown: Shutdown,
+}
+
+/// Where a plugin's root context stands in a worker shutdown (cpp-host `WasmBase::startShutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    Running,
+    /// `proxy_on_done` returned false: waiting for the plugin to call `proxy_done`.
+    AwaitingDone,
+    /// `proxy_on_delete` ran (or the VM was dead): the plugin is out of the chain.
+    Deleted,
 }
 
 /// Result of one stream callback.
@@ -60,6 +75,10 @@ pub struct Worker {
     rx: Receiver<Inbox>,
     completed: VecDeque<StreamId>,
     ctx_scratch: Vec<PluginCtx>,
+    /// Inbox messages taken out by `next_due` (handled first by the next `drain_inbox`).
+    stash: VecDeque<Inbox>,
+    /// SplitMix64 state for the FailReload backoff jitter (seeded from the host seed).
+    rng: u64,
 }
 
 impl Drop for Worker {
@@ -106,11 +125,16 @@ impl Worker {
             tx,
         )));
         let mut slots = Vec::with_capacity(chain.len());
+        let mut rng = host.inner.random_seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let now = host.inner.clock.now_nanos();
         for (i, p) in chain.iter().enumerate() {
             let vm = Vm::start(&host.inner, &p.inner, Some(index), i, 0, &mut core)?;
             slots.push(VmSlot {
                 vm: Some(vm),
                 generation: 0,
+                last_load: now,
+                backoff: backoff_draw(&mut rng, p.inner.spec.reload_backoff),
+                shutdown: Shutdown::Running,
             });
         }
         Ok(Worker {
@@ -122,6 +146,8 @@ impl Worker {
             rx,
             completed: VecDeque::new(),
             ctx_scratch: Vec::new(),
+            stash: VecDeque::new(),
+            rng,
         })
     }
 
@@ -164,13 +190,17 @@ impl Worker {
         vm.enter(&mut self.core, call);
         let r = f(vm);
         let forced = vm.leave(&mut self.core);
-        match r {
+        let out = match r {
             Ok(v) => Some((v, forced)),
             Err(t) => {
                 self.on_trap(p, t);
                 None
             }
+        };
+        if self.slots[p].shutdown == Shutdown::AwaitingDone {
+            self.delete_root_if_done(p);
         }
+        out
     }
 
     fn on_trap(&mut self, p: usize, t: TrapReport) {
@@ -231,14 +261,34 @@ impl Worker {
         }
     }
 
-    /// FailReload: replace dead VMs with fresh configured ones (for new streams).
+    /// FailReload: replace dead VMs with fresh configured ones (for new streams), at most once
+    /// per backoff interval. Envoy `PluginConfig::maybeReloadHandleIfNeeded`
+    /// (source/extensions/common/wasm/wasm.cc): only a VM dead of a runtime error is reloaded;
+    /// if less than `nextBackOffMs()` passed since `last_load` the stream keeps the failed VM
+    /// (stat `VmReloadBackoff`; `createContext` then gives it the fail-closed empty context,
+    /// i.e. the 503); otherwise `last_load = now` and a new VM is made (kept only if it starts).
     fn reload_dead(&mut self) {
         for p in 0..self.slots.len() {
-            if self.slots[p].vm.is_some() || self.strategy(p) != FailStrategy::FailReload {
+            if self.slots[p].vm.is_some()
+                || self.strategy(p) != FailStrategy::FailReload
+                || self.slots[p].shutdown != Shutdown::Running
+            {
                 continue;
             }
-            let gen = self.slots[p].generation.wrapping_add(1);
             let inner = self.host.inner.clone();
+            let now = inner.clock.now_nanos();
+            let base = self.chain[p].inner.spec.reload_backoff;
+            let waited = now.saturating_sub(self.slots[p].last_load);
+            let interval = std::mem::replace(
+                &mut self.slots[p].backoff,
+                backoff_draw(&mut self.rng, base),
+            );
+            if waited < interval {
+                inner.stats.reload_backoff();
+                continue;
+            }
+            self.slots[p].last_load = now;
+            let gen = self.slots[p].generation.wrapping_add(1);
             match Vm::start(
                 &inner,
                 &self.chain[p].inner,
@@ -249,12 +299,11 @@ impl Worker {
             ) {
                 Ok(vm) => {
                     inner.stats.reloaded();
-                    self.slots[p] = VmSlot {
-                        vm: Some(vm),
-                        generation: gen,
-                    };
+                    self.slots[p].vm = Some(vm);
+                    self.slots[p].generation = gen;
                 }
                 Err(e) => {
+                    inner.stats.reload_failed();
                     self.slots[p].generation = gen;
                     inner.logs.push(
                         crate::logs::LogRecord {
@@ -476,6 +525,7 @@ impl Worker {
 
     fn drive(&mut self, slot: u32, response: bool) {
         let n = self.slots.len();
+        let limit = self.host.inner.buffer_limit;
         let mut pos = 0;
         let mut guard = 0usize;
         while pos < n {
@@ -539,6 +589,15 @@ impl Worker {
                         Self::move_body(d, pos);
                     } else {
                         d.body_paused[pos] = true;
+                        // Envoy: StopIterationAndBuffer moves the data into the stream's
+                        // buffer, a watermark buffer whose high mark is the buffer limit; past
+                        // it, with the filters not streaming, the filter manager replies 413
+                        // (request) / 500 (response). A pause in headers buffers the body as
+                        // StopAllIterationAndWatermark instead: flow control, no reply.
+                        let buffered: usize = d.buf[..d.n].iter().map(Vec::len).sum();
+                        if buffered > limit && !s.tcp && !s.local_reply_sent {
+                            self.apply_local_reply(slot, too_large_reply(response, p));
+                        }
                         return;
                     }
                 }
@@ -691,6 +750,14 @@ impl Worker {
         let (slot, gen) = core.alloc_slot();
         let id = StreamId::new(slot, gen);
         core.streams[slot as usize].reset_for(id, n, props, now);
+        if self.slots.iter().any(|s| s.shutdown != Shutdown::Running) {
+            // Shut-down plugins are out of the chain for new streams.
+            for p in 0..n {
+                if self.slots[p].shutdown != Shutdown::Running {
+                    self.core().streams[slot as usize].ctx[p].skip = true;
+                }
+            }
+        }
         id
     }
 
@@ -819,8 +886,8 @@ impl Worker {
         })
     }
 
-    /// End the stream: on_done, on_log (headers readable), on_delete for each plugin context;
-    /// outstanding callouts of the stream's contexts are cancelled. The stream stays readable
+    /// End the stream: on_log (headers readable), on_done, on_delete for each plugin context
+    /// (a TCP stream: on_done, on_log, on_delete); outstanding callouts of the stream's contexts are cancelled. The stream stays readable
     /// through [`Worker::stream`] for the next [`COMPLETED_KEPT`] completions.
     #[allow(
         clippy::needless_range_loop,
@@ -832,44 +899,55 @@ impl Worker {
         let now = self.core().now();
         let mut ctxs = std::mem::take(&mut self.ctx_scratch);
         ctxs.clear();
-        match self.core().stream_mut(slot) {
+        let tcp = match self.core().stream_mut(slot) {
             Some(s) => {
                 s.end_nanos = Some(now);
                 ctxs.extend_from_slice(&s.ctx);
+                s.tcp
             }
             None => return Err(HostError::UnknownStream(id.0)),
-        }
+        };
         let live = |w: &Worker, p: usize| {
             let c = ctxs[p];
             c.id != 0 && !c.skip && c.generation == w.slots[p].generation && w.slots[p].vm.is_some()
         };
-        for p in 0..n {
-            if live(self, p) {
-                let cid = ctxs[p].id;
-                let r = self.invoke(p, CallCtx::new(CallKind::Done, cid, Some(slot)), |vm| {
-                    vm.call_cb(|c| c.on_done.as_ref(), cid as i32, "proxy_on_done")
-                        .unwrap_or(Ok(1))
-                });
-                if let (Some((0, _)), Some(vm)) = (r, self.slots[p].vm.as_mut()) {
-                    vm.store.data_mut().pending_done.push(cid);
+        // Envoy's order. HTTP: `ConnectionManagerImpl::doDeferredStreamDestroy` runs the access
+        // log pass (`filter_manager_.log()` -> wasm `Context::log` -> proxy_on_log, headers
+        // readable through the access-log pointers) before `destroyFilters()` (->
+        // `Context::onDestroy`: onDone(), onDelete()). TCP: `Context::onCloseTCP` runs onDone,
+        // onLog, onDelete (source/common/http/conn_manager_impl.cc,
+        // source/extensions/common/wasm/context.cc). proxy_on_done's result is ignored for a
+        // stream context: false only defers a root context at VM shutdown (cpp-host
+        // include/proxy-wasm/context_interface.h `onDone`, src/wasm.cc `WasmBase::done` looks
+        // only at root contexts), so proxy_done from a finished stream answers NOT_FOUND.
+        let order = if tcp {
+            [CallKind::Done, CallKind::Log]
+        } else {
+            [CallKind::Log, CallKind::Done]
+        };
+        for kind in order {
+            let log = kind == CallKind::Log;
+            if let (true, Some(s)) = (log, self.core().stream_mut(slot)) {
+                s.in_log = true;
+            }
+            for p in 0..n {
+                if live(self, p) {
+                    let cid = ctxs[p].id;
+                    self.invoke(p, CallCtx::new(kind, cid, Some(slot)), |vm| {
+                        if log {
+                            vm.call_cb(|c| c.on_log.as_ref(), cid as i32, "proxy_on_log")
+                                .map(|r| r.map(|_| 0))
+                                .unwrap_or(Ok(0))
+                        } else {
+                            vm.call_cb(|c| c.on_done.as_ref(), cid as i32, "proxy_on_done")
+                                .unwrap_or(Ok(1))
+                        }
+                    });
                 }
             }
-        }
-        if let Some(s) = self.core().stream_mut(slot) {
-            s.in_log = true;
-        }
-        for p in 0..n {
-            if live(self, p) {
-                let cid = ctxs[p].id;
-                self.invoke(p, CallCtx::new(CallKind::Log, cid, Some(slot)), |vm| {
-                    vm.call_cb(|c| c.on_log.as_ref(), cid as i32, "proxy_on_log")
-                        .map(|r| r.map(|_| 0))
-                        .unwrap_or(Ok(0))
-                });
+            if let (true, Some(s)) = (log, self.core().stream_mut(slot)) {
+                s.in_log = false;
             }
-        }
-        if let Some(s) = self.core().stream_mut(slot) {
-            s.in_log = false;
         }
         for p in 0..n {
             if live(self, p) {
@@ -1024,7 +1102,7 @@ impl Worker {
             return;
         };
         let mut call = CallCtx::new(CallKind::Foreign, root, None);
-        call.foreign_args = Some(args.to_vec());
+        call.data().foreign_args = Some(args.to_vec());
         let n = args.len() as i32;
         self.invoke(plugin, call, |vm| {
             vm.call_cb(
@@ -1040,13 +1118,48 @@ impl Worker {
 
     // ----- time and events -----
 
-    pub(crate) fn next_due(&self) -> Option<u64> {
+    /// Earliest due time on the timeline (ticks, callout answers and timeouts).
+    pub(crate) fn timeline_due(&self) -> Option<u64> {
         self.core_ref().timeline.next_due()
+    }
+
+    /// The earliest clock time (Unix nanoseconds, as [`Host::now_nanos`]) at which something
+    /// is scheduled on this worker: a tick, a callout answer or timeout (handler latency or
+    /// `timeout_ms`), an answer or queue notification already waiting in the inbox (due now),
+    /// or the end of a FailReload backoff (from then on the next stream gets a reloaded VM).
+    /// `None` when nothing is. Nothing runs here: `advance`/`poll` fire the events, so an
+    /// embedder on a virtual clock can jump straight to this time. A timer cancelled after it
+    /// was scheduled may still show here (advancing to it then fires nothing).
+    pub fn next_due(&mut self) -> Option<u64> {
+        let now = self.core_ref().now();
+        if self.stash.is_empty() {
+            if let Ok(m) = self.rx.try_recv() {
+                self.stash.push_back(m);
+            }
+        }
+        let inbox = (!self.stash.is_empty()).then_some(now);
+        let reload = (0..self.slots.len())
+            .filter(|&p| {
+                self.slots[p].vm.is_none()
+                    && self.slots[p].shutdown == Shutdown::Running
+                    && self.strategy(p) == FailStrategy::FailReload
+            })
+            .map(|p| {
+                self.slots[p]
+                    .last_load
+                    .saturating_add(self.slots[p].backoff)
+            })
+            .filter(|&t| t > now)
+            .min();
+        [self.timeline_due(), inbox, reload]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Apply inbox messages (queue-ready callbacks run now; answers go on the timeline).
     pub(crate) fn drain_inbox(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Some(msg) = self.stash.pop_front().or_else(|| self.rx.try_recv().ok()) {
             match msg {
                 Inbox::QueueReady {
                     plugin,
@@ -1177,12 +1290,12 @@ impl Worker {
         let (nh, nb, nt) = response.as_ref().map_or((0, 0, 0), |r| {
             (r.headers.len(), r.body.len(), r.trailers.len())
         });
-        call.status = Some(match (&response, timeout) {
+        call.data().status = Some(match (&response, timeout) {
             (Some(_), _) => (0, Vec::new()),
             (None, true) => (11, b"timeout".to_vec()),
             (None, false) => (11, b"reset".to_vec()),
         });
-        call.http_response = response;
+        call.data().http_response = response;
         self.invoke(p, call, |vm| {
             vm.call_cb(
                 |c| c.on_http_call_response.as_ref(),
@@ -1203,7 +1316,7 @@ impl Worker {
         if !reply.initial_metadata.is_empty() {
             let mut call = CallCtx::new(CallKind::Grpc, ctx, stream);
             let n = reply.initial_metadata.len() as i32;
-            call.grpc_initial = Some(reply.initial_metadata.clone());
+            call.data().grpc_initial = Some(reply.initial_metadata.clone());
             self.invoke(p, call, |vm| {
                 vm.call_cb(
                     |c| c.on_grpc_receive_initial_metadata.as_ref(),
@@ -1217,7 +1330,7 @@ impl Worker {
         if reply.status == 0 {
             let mut call = CallCtx::new(CallKind::Grpc, ctx, stream);
             let n = reply.message.len() as i32;
-            call.grpc_message = Some(reply.message.clone());
+            call.data().grpc_message = Some(reply.message.clone());
             self.invoke(p, call, |vm| {
                 vm.call_cb(
                     |c| c.on_grpc_receive.as_ref(),
@@ -1231,7 +1344,7 @@ impl Worker {
         if !reply.trailing_metadata.is_empty() {
             let mut call = CallCtx::new(CallKind::Grpc, ctx, stream);
             let n = reply.trailing_metadata.len() as i32;
-            call.grpc_trailing = Some(reply.trailing_metadata.clone());
+            call.data().grpc_trailing = Some(reply.trailing_metadata.clone());
             self.invoke(p, call, |vm| {
                 vm.call_cb(
                     |c| c.on_grpc_receive_trailing_metadata.as_ref(),
@@ -1244,7 +1357,7 @@ impl Worker {
         }
         if close {
             let mut call = CallCtx::new(CallKind::GrpcClose, ctx, stream);
-            call.status = Some((
+            call.data().status = Some((
                 reply.status as u32,
                 reply.status_message.clone().into_bytes(),
             ));
@@ -1287,7 +1400,7 @@ impl Worker {
         }
         loop {
             self.drain_inbox();
-            match self.next_due() {
+            match self.timeline_due() {
                 Some(t) if t <= target => {
                     clock.set_nanos(t);
                     self.fire_one(t);
@@ -1377,6 +1490,101 @@ impl Worker {
         Ok(())
     }
 
+    /// Shut the worker's plugins down, as Envoy does when a plugin's last handle goes away
+    /// (cpp-host `~PluginHandleBase` -> `WasmBase::startShutdown(plugin_key)`, src/wasm.cc).
+    /// Streams still open are reset and completed first (in Envoy the handle outlives them).
+    /// Then each live root context gets `proxy_on_done`: true -> `proxy_on_delete` runs now;
+    /// false -> the root context stays: its ticks, callout answers and queue notifications
+    /// keep firing until the plugin calls `proxy_done` from one of them, and
+    /// `proxy_on_delete` runs right after that callback (`WasmBase::done` defers it with
+    /// `addAfterVmCallAction`). [`Worker::awaiting_done`] lists the plugins still waiting.
+    /// Streams opened afterwards skip shut-down plugins. Calling it again does nothing more.
+    pub fn shutdown(&mut self) {
+        let open: Vec<StreamId> = {
+            let core = self.core_ref();
+            (0..core.streams.len())
+                .filter(|&i| core.live[i] && !core.streams[i].complete)
+                .map(|i| core.streams[i].id)
+                .collect()
+        };
+        for id in open {
+            if let Some(slot) = self.core_ref().slot_of(id) {
+                if let Some(s) = self.core().stream_mut(slot) {
+                    s.reset = true;
+                    s.req.aborted = true;
+                    s.resp.aborted = true;
+                }
+            }
+            let _ = self.complete(id);
+        }
+        for p in 0..self.slots.len() {
+            if self.slots[p].shutdown != Shutdown::Running {
+                continue;
+            }
+            let Some(root) = self.slots[p].vm.as_ref().map(Vm::root_ctx) else {
+                self.slots[p].shutdown = Shutdown::Deleted;
+                continue;
+            };
+            let r = self.invoke(p, CallCtx::new(CallKind::Done, root, None), |vm| {
+                vm.call_cb(|c| c.on_done.as_ref(), root as i32, "proxy_on_done")
+                    .unwrap_or(Ok(1))
+            });
+            match r {
+                Some((0, _)) => {
+                    if let Some(vm) = self.slots[p].vm.as_mut() {
+                        vm.store.data_mut().pending_done.push(root);
+                    }
+                    self.slots[p].shutdown = Shutdown::AwaitingDone;
+                }
+                Some(_) => self.delete_root(p),
+                None => self.slots[p].shutdown = Shutdown::Deleted,
+            }
+        }
+        self.run_actions();
+    }
+
+    /// Chain plugins (indexes) whose root context answered false to `proxy_on_done` at
+    /// [`Worker::shutdown`] and has not called `proxy_done` yet (Envoy keeps such a VM
+    /// alive for it). A stream context never waits: Envoy ignores `proxy_on_done`'s result
+    /// for streams.
+    pub fn awaiting_done(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&p| self.slots[p].shutdown == Shutdown::AwaitingDone)
+            .collect()
+    }
+
+    /// After a callback of a plugin awaiting `proxy_done`: delete its root context once the
+    /// plugin called it (or drop it if the VM died meanwhile).
+    fn delete_root_if_done(&mut self, p: usize) {
+        let pending = match self.slots[p].vm.as_ref() {
+            Some(vm) => vm.store.data().pending_done.contains(&vm.root_ctx()),
+            None => false,
+        };
+        if !pending {
+            self.delete_root(p);
+        }
+    }
+
+    /// `proxy_on_delete` on the root context; the plugin then leaves the worker (its VM,
+    /// timer and callouts go away).
+    fn delete_root(&mut self, p: usize) {
+        self.slots[p].shutdown = Shutdown::Deleted;
+        if let Some(root) = self.slots[p].vm.as_ref().map(Vm::root_ctx) {
+            self.invoke(p, CallCtx::new(CallKind::Delete, root, None), |vm| {
+                vm.call_cb(|c| c.on_delete.as_ref(), root as i32, "proxy_on_delete")
+                    .map(|r| r.map(|_| 0))
+                    .unwrap_or(Ok(0))
+            });
+        }
+        self.slots[p].vm = None;
+        let core = self.core();
+        if let Some(tk) = core.ticks.get_mut(p) {
+            tk.gen = tk.gen.wrapping_add(1);
+            tk.period_ms = 0;
+        }
+        core.callouts.retain(|_, c| c.plugin != p);
+    }
+
     /// Is the VM of chain plugin `i` alive (not dead after a trap)?
     pub fn plugin_alive(&self, i: usize) -> bool {
         self.slots.get(i).is_some_and(|s| s.vm.is_some())
@@ -1385,6 +1593,47 @@ impl Worker {
     /// Number of events waiting on this worker's timeline.
     pub fn pending_events(&self) -> usize {
         self.core_ref().timeline.len()
+    }
+}
+
+/// One draw of Envoy's `JitteredLowerBoundBackOffStrategy::nextBackOffMs`
+/// (source/common/common/backoff_strategy.cc: `random % (min >> 1) + min`): a value in
+/// [base, 1.5 x base) milliseconds, returned in nanoseconds.
+fn backoff_draw(rng: &mut u64, base: Duration) -> u64 {
+    let min = (base.as_millis() as u64).max(1);
+    let half = min >> 1;
+    let jitter = if half == 0 { 0 } else { splitmix(rng) % half };
+    (min + jitter).saturating_mul(1_000_000)
+}
+
+/// SplitMix64 step.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Envoy's reply when a body buffered with StopIterationAndBuffer outgrows the buffer limit:
+/// `ActiveStreamDecoderFilter::requestDataTooLarge` sends 413 "Payload Too Large" (details
+/// `request_payload_too_large`); `ActiveStreamEncoderFilter::responseDataTooLarge` sends 500
+/// "Internal Server Error" (`response_payload_too_large`), which goes directly downstream or
+/// resets the stream when the response headers were already sent
+/// (source/common/http/filter_manager.cc).
+fn too_large_reply(response: bool, plugin: usize) -> LocalReply {
+    let (status, body, details) = if response {
+        (500, "Internal Server Error", "response_payload_too_large")
+    } else {
+        (413, "Payload Too Large", "request_payload_too_large")
+    };
+    LocalReply {
+        status,
+        headers: Headers::new(),
+        body: body.as_bytes().to_vec(),
+        details: details.to_string(),
+        grpc_status: None,
+        plugin,
     }
 }
 

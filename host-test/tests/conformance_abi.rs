@@ -77,7 +77,8 @@ fn lifecycle_buffers_by_phase_and_plugin_properties() {
     );
     // The proxy time the guest saw is the virtual clock.
     assert!(lines(&host, "conf").contains(&format!("NOTE now_nanos={START}")));
-    // Per stream: callbacks in Envoy's order, then done, log, delete.
+    // Per stream: callbacks in Envoy's order, then log, done, delete (the HTTP connection
+    // manager runs the access-log pass before it destroys the filters).
     let ctx: u32 = event_field(&host, "conf", "request_headers", "ctx")
         .and_then(|c| c.parse().ok())
         .expect("request_headers ran");
@@ -87,8 +88,8 @@ fn lifecycle_buffers_by_phase_and_plugin_properties() {
             "create",
             "request_headers",
             "response_headers",
-            "done",
             "log",
+            "done",
             "delete"
         ]
     );

@@ -87,8 +87,8 @@ fn trap_with_fail_open_skips_the_plugin_from_then_on() {
 }
 
 #[test]
-fn trap_with_fail_reload_gets_a_fresh_vm() {
-    let (host, _) = host();
+fn trap_with_fail_reload_gets_a_fresh_vm_after_the_backoff() {
+    let (host, clock) = host();
     let plugin = host
         .load(trap_plugin(FailStrategy::FailReload))
         .expect("loads");
@@ -97,14 +97,19 @@ fn trap_with_fail_reload_gets_a_fresh_vm() {
     assert_eq!(request(&mut w, ""), (Flow::Continue, Some("2".into())));
     let (flow, _) = request(&mut w, "panic");
     assert_fail_closed_reply(&flow);
+    // Within the reload backoff (1 s base, as Envoy) the VM stays dead: fail closed.
+    let (flow, _) = request(&mut w, "");
+    assert_fail_closed_reply(&flow);
+    clock.advance(Duration::from_millis(1500));
     // A new VM: its memory (the request count) starts over.
     assert_eq!(request(&mut w, ""), (Flow::Continue, Some("1".into())));
 }
 
 #[test]
 fn runaway_loop_is_stopped_by_the_callback_deadline() {
+    let clock = VirtualClock::new(START);
     let host = Host::builder()
-        .clock(VirtualClock::new(START))
+        .clock(clock.clone())
         .callback_deadline(Duration::from_millis(50))
         .build()
         .expect("host");
@@ -121,13 +126,15 @@ fn runaway_loop_is_stopped_by_the_callback_deadline() {
         "{:?}",
         traps[0]
     );
+    clock.advance(Duration::from_millis(1500));
     assert_eq!(request(&mut w, ""), (Flow::Continue, Some("1".into())));
 }
 
 #[test]
 fn unbounded_allocation_hits_the_memory_cap_and_is_contained() {
+    let clock = VirtualClock::new(START);
     let host = Host::builder()
-        .clock(VirtualClock::new(START))
+        .clock(clock.clone())
         .memory_limit_bytes(16 << 20)
         .build()
         .expect("host");
@@ -138,9 +145,11 @@ fn unbounded_allocation_hits_the_memory_cap_and_is_contained() {
     let (flow, _) = request(&mut w, "oom");
     assert_fail_closed_reply(&flow);
     assert_eq!(host.traps().len(), 1, "{:?}", host.traps());
+    clock.advance(Duration::from_millis(1500));
     let (flow, _) = request(&mut w, "stack");
     assert_fail_closed_reply(&flow);
     assert_eq!(host.traps().len(), 2, "{:?}", host.traps());
+    clock.advance(Duration::from_millis(1500));
     assert_eq!(request(&mut w, ""), (Flow::Continue, Some("1".into())));
 }
 

@@ -193,8 +193,9 @@ fn fail_open_skips_the_dead_plugin_for_every_later_stream() {
 }
 
 #[test]
-fn fail_reload_gives_new_streams_a_fresh_vm() {
-    let h = host();
+fn fail_reload_gives_new_streams_a_fresh_vm_after_the_backoff() {
+    let clock = VirtualClock::new(START);
+    let h = Host::builder().clock(clock.clone()).build().expect("host");
     // Traps on the first request only: a global flips after the first call.
     let body = r#"(if (i32.eqz (global.get $heap)) (then (unreachable)))
         (global.set $heap (i32.const 0)) (i32.const 0)"#;
@@ -209,6 +210,15 @@ fn fail_reload_gives_new_streams_a_fresh_vm() {
         matches!(flow, Flow::LocalReply(ref r) if r.status == 503),
         "{flow:?}"
     );
+    // Within the reload backoff (Envoy's default base: 1 s) the VM stays dead.
+    let early = w.open_http_stream(StreamProps::new());
+    let flow = w.request_headers(early, &[], true).unwrap();
+    assert!(
+        matches!(flow, Flow::LocalReply(ref r) if r.status == 503),
+        "{flow:?}"
+    );
+    assert_eq!(h.stats().reload_backoffs(), 1);
+    clock.advance(Duration::from_millis(1500));
     let third = w.open_http_stream(StreamProps::new());
     assert_eq!(w.request_headers(third, &[], true).unwrap(), Flow::Continue);
     assert_eq!(h.stats().vms_reloaded(), 1);

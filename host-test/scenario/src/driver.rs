@@ -110,7 +110,6 @@ pub fn run<E: Engine>(
     let bounds = Traffic::phase_bounds(scenario);
     let end = bounds.last().map(|b| b.1).unwrap_or_default();
     let deadline = end + scenario.drain.get();
-    let resolution = scenario.resolution.get().max(Duration::from_micros(1));
     let mut traffic = Traffic::new(scenario).map_err(RunError::Host)?.peekable();
     let mut d = Driver {
         engine,
@@ -146,11 +145,17 @@ pub fn run<E: Engine>(
             .flatten()
             .min();
         if !d.paused.is_empty() {
-            next = Some(next.map_or(d.now + resolution, |t| t.min(d.now + resolution)));
+            // Paused requests wait for the engine's next event (a tick, a callout answer...):
+            // jump straight to it, so resume times are exact.
+            if let Some(t) = d.engine.next_event().filter(|t| *t > d.now) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
         }
         let next = match next {
             Some(t) => t.max(d.now),
             None if d.now < end => end,
+            // Nothing scheduled can resume the paused requests: wait out the drain.
+            None if !d.paused.is_empty() && d.now < deadline => deadline,
             None => break,
         };
         if next > deadline {
@@ -199,6 +204,12 @@ pub fn run<E: Engine>(
                 end,
                 started,
             });
+        }
+        if !d.paused.is_empty() {
+            // What the arrivals and answers just did may resume paused requests now (a queue
+            // notification to another worker, an answer due at once): fire it at this time.
+            d.engine.advance_to(d.now)?;
+            d.check_paused()?;
         }
         if started % 4096 == 0 {
             d.drain_observations();
@@ -486,8 +497,9 @@ impl<E: Engine> Driver<'_, E> {
             }
         }
         let traps = self.engine.take_traps();
+        let dropped = self.engine.take_dropped_traps();
         if let Some(acc) = self.phases.get_mut(self.current_phase) {
-            acc.totals.traps += traps.len() as u64;
+            acc.totals.traps += traps.len() as u64 + dropped;
         }
         self.traps.extend(traps);
     }

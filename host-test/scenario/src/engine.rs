@@ -135,8 +135,13 @@ pub struct MetricSample {
 pub trait Engine {
     /// Number of workers.
     fn workers(&self) -> usize;
-    /// Moves virtual time to `to` (from the start of the run), firing what falls due.
+    /// Moves virtual time to `to` (from the start of the run), firing what falls due (also
+    /// what is due at `to` when `to` is the current time).
     fn advance_to(&mut self, to: Duration) -> Result<(), RunError>;
+    /// The earliest time (from the start of the run) at which the engine has something
+    /// scheduled (a tick, a callout answer, a timeout, ...), if anything. The driver jumps
+    /// straight there while requests are paused, so resume times are exact.
+    fn next_event(&mut self) -> Option<Duration>;
     /// Opens a stream on `worker` and sends the request (headers, then body if any).
     fn start(&mut self, worker: usize, request: &Request) -> Result<(StreamKey, Step), RunError>;
     /// Sends the upstream's response back through the chain.
@@ -150,6 +155,11 @@ pub trait Engine {
     fn take_logs(&mut self) -> Vec<LogLine>;
     /// Traps since the last call.
     fn take_traps(&mut self) -> Vec<Trap>;
+    /// Traps since the last call that could not be returned by `take_traps` (dropped by a
+    /// bounded store before they were read); they still count.
+    fn take_dropped_traps(&mut self) -> u64 {
+        0
+    }
     /// Every metric the plugins defined, by name.
     fn metrics(&self) -> Vec<(String, MetricSample)>;
 }

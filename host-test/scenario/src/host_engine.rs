@@ -118,7 +118,8 @@ pub struct HostEngine {
     host: Host,
     workers: Vec<Worker>,
     now: Duration,
-    traps_seen: usize,
+    trap_cursor: u64,
+    traps_dropped: u64,
 }
 
 impl std::fmt::Debug for HostEngine {
@@ -176,7 +177,8 @@ impl HostEngine {
             host,
             workers,
             now: Duration::ZERO,
-            traps_seen: 0,
+            trap_cursor: 0,
+            traps_dropped: 0,
         })
     }
 
@@ -260,6 +262,14 @@ impl Engine for HostEngine {
         self.host.advance(d, &mut refs);
         self.now = self.now.max(to);
         Ok(())
+    }
+
+    fn next_event(&mut self) -> Option<Duration> {
+        self.workers
+            .iter_mut()
+            .filter_map(Worker::next_due)
+            .min()
+            .map(|t| Duration::from_nanos(t.saturating_sub(START_UNIX_NANOS)))
     }
 
     fn start(&mut self, worker: usize, r: &Request) -> Result<(StreamKey, Step), RunError> {
@@ -362,19 +372,23 @@ impl Engine for HostEngine {
     }
 
     fn take_traps(&mut self) -> Vec<Trap> {
-        let all = self.host.traps();
-        let new: Vec<Trap> = all
+        let batch = self.host.traps_since(self.trap_cursor);
+        self.trap_cursor = batch.next;
+        self.traps_dropped += batch.missed;
+        batch
+            .traps
             .into_iter()
-            .skip(self.traps_seen)
             .map(|t| Trap {
                 plugin: t.plugin,
                 worker: t.worker,
                 callback: t.callback,
                 message: t.message,
             })
-            .collect();
-        self.traps_seen += new.len();
-        new
+            .collect()
+    }
+
+    fn take_dropped_traps(&mut self) -> u64 {
+        std::mem::take(&mut self.traps_dropped)
     }
 
     fn metrics(&self) -> Vec<(String, MetricSample)> {

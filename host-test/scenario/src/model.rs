@@ -41,9 +41,6 @@ pub struct Scenario {
     /// How long to wait after the last phase for paused requests and upstream answers.
     #[serde(default = "default_drain")]
     pub drain: Span,
-    /// The finest step of virtual time while requests are paused (resume times are exact to it).
-    #[serde(default = "default_resolution")]
-    pub resolution: Span,
 }
 
 fn default_seed() -> u64 {
@@ -51,9 +48,6 @@ fn default_seed() -> u64 {
 }
 fn default_drain() -> Span {
     Span(std::time::Duration::from_secs(30))
-}
-fn default_resolution() -> Span {
-    Span(std::time::Duration::from_millis(1))
 }
 
 /// Assignment of requests to workers.

@@ -122,9 +122,6 @@ fn check(s: &Scenario) -> Check {
             return Err(at(["workers"], format!("must be from 1 to 64, got {w}")));
         }
     }
-    if s.resolution.get().is_zero() {
-        return Err(at(["resolution"], "must be more than zero"));
-    }
     for (i, p) in s.plugins.iter().enumerate() {
         let i = i.to_string();
         match (&p.path, &p.module) {

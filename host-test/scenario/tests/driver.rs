@@ -10,8 +10,9 @@ use meshward_scenario::engine::{
 use meshward_scenario::traffic::Request;
 use meshward_scenario::{parse, run, RunError, RunOptions};
 
-/// `/deny` -> 429; `/slow` -> paused, resumed 30ms later; `/stuck` -> paused forever;
-/// `/reset` -> reset; else continue. Logs one warn line per denied request.
+/// `/deny` -> 429; `/slow` -> paused, resumed 30ms later; `/tick` -> paused until a timer at
+/// 7.3 ms of virtual time; `/stuck` -> paused forever; `/reset` -> reset; else continue.
+/// Logs one warn line per denied request.
 #[derive(Default)]
 struct Scripted {
     now: Duration,
@@ -56,6 +57,10 @@ impl Engine for Scripted {
                     .insert(key, self.now + Duration::from_millis(30));
                 Step::Paused
             }
+            "/tick" => {
+                self.resume_at.insert(key, Duration::from_micros(7_300));
+                Step::Paused
+            }
             "/stuck" => {
                 self.stuck.push(key);
                 Step::Paused
@@ -84,6 +89,13 @@ impl Engine for Scripted {
     }
     fn take_traps(&mut self) -> Vec<Trap> {
         Vec::new()
+    }
+    fn next_event(&mut self) -> Option<Duration> {
+        self.resume_at
+            .values()
+            .copied()
+            .filter(|t| *t > self.now)
+            .min()
     }
     fn metrics(&self) -> Vec<(String, MetricSample)> {
         vec![(
@@ -154,4 +166,41 @@ fn every_request_ends_in_one_outcome_in_the_phase_it_arrived_in() {
         (r.logs.total, r.logs.lines.len(), r.logs.omitted),
         (20, 3, 17)
     );
+}
+
+#[test]
+fn a_paused_request_is_seen_resumed_at_the_exact_time_of_the_event() {
+    // Arrives at 0, resumed by a timer at 7.3 ms: the driver jumps to the engine's next event
+    // (no 1 ms polling, which would have seen it at 8 ms).
+    let s = parse(
+        r#"
+upstream: {status: {200: 100%}, latency: {fixed: 10ms}}
+request_templates:
+  tick: {path: /tick}
+phases:
+  - {name: t, duration: 1ms, rate: 1000/s}
+"#,
+        "s.yaml",
+    )
+    .unwrap();
+    let mut e = Scripted::default();
+    let r = run(
+        &s,
+        &mut e,
+        vec![],
+        RunOptions {
+            workers: 1,
+            log_cap: 0,
+            progress: None,
+        },
+    )
+    .unwrap();
+    let t = &r.totals;
+    assert_eq!(
+        (t.requests, t.outcomes.resumed, t.outcomes.forwarded),
+        (1, 1, 1)
+    );
+    assert_eq!(t.added.pause_ms.max, 7.3);
+    // Forwarded at 7.3 ms, answered 10 ms later: the run ends there, not on a polling step.
+    assert_eq!(r.virtual_ms, 17.3);
 }

@@ -38,6 +38,9 @@ pub(crate) struct State {
     pub bodies: HashMap<u32, Vec<(usize, bool)>>,
     /// Per stream: the value of a request header the case keys on (`x-mode`).
     pub modes: HashMap<u32, String>,
+    /// Case `shutdown`: the root context answered false to on_done and waits to call
+    /// `proxy_done`.
+    pub done_pending: bool,
 }
 
 thread_local! {
@@ -236,7 +239,7 @@ pub extern "C" fn proxy_on_grpc_close(ctx: u32, token: u32, status: u32) {
 #[no_mangle]
 pub extern "C" fn proxy_on_done(ctx: u32) -> u32 {
     report::event(&format!("done ctx={ctx}"));
-    1
+    cases::on_done(&case(), ctx)
 }
 
 #[no_mangle]

@@ -11,6 +11,7 @@ mod pause;
 mod properties;
 mod queues;
 mod shared;
+mod shutdown;
 mod ticks;
 mod wasi;
 
@@ -32,7 +33,7 @@ pub fn on_configure(case: &str, root_id: u32) -> u32 {
         "cas_race" => shared::configure_race(),
         "headers" | "buffers" | "shared_data" | "metrics" | "properties" | "http_callout"
         | "grpc_callout" | "local_reply" | "close_stream" | "wasi" | "shared_loop"
-        | "grpc_stream" => 1,
+        | "grpc_stream" | "shutdown" => 1,
         other => {
             abi::log(abi::LOG_ERROR, &format!("unknown case `{other}`"));
             0
@@ -44,7 +45,15 @@ pub fn on_tick(case: &str, root_id: u32, n: u32) {
     match case {
         "ticks" => ticks::tick(n),
         "pause_resume" => pause::tick(root_id),
+        "shutdown" => shutdown::tick(),
         _ => {}
+    }
+}
+
+pub fn on_done(case: &str, ctx: u32) -> u32 {
+    match case {
+        "shutdown" => shutdown::done(ctx),
+        _ => 1,
     }
 }
 

@@ -4,10 +4,12 @@
 
 use crate::abi::{self, BAD_ARGUMENT, OK};
 use crate::report::{check, note};
-use crate::with;
+use crate::{param, with};
 
+/// Tick period: `period=<ms>` in the configuration, default 10 ms.
 pub fn configure() -> u32 {
-    check("set_tick_period_ok", abi::set_tick_period(10), OK);
+    let period = param("period").and_then(|p| p.parse().ok()).unwrap_or(10);
+    check("set_tick_period_ok", abi::set_tick_period(period), OK);
     1
 }
 
