@@ -1,12 +1,13 @@
 //! Benchmarks of the meshward proxy-wasm host against baselines measured in the same run:
-//! one request lifecycle (noop guest, header-logging guest) vs the bare-wasmtime floor, VM
-//! start vs the bare-wasmtime floor, shared-data get + CAS set (host-side and guest-driven) vs
+//! one request lifecycle (SDK no-op guest, raw-ABI no-op guest, header-logging guest) vs the
+//! bare-wasmtime floor on the host's own engine configuration, VM start (both no-op guests) vs
+//! the floor, shared-data get + CAS set (host-side and guest-driven) vs
 //! a native store. Run with
 //! `cargo bench -p meshward-benches -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meshward_benches::{floor::Floor, native::NativeStore};
-use meshward_host::{Host, PluginSpec, SetOutcome, StreamProps};
+use meshward_benches::{floor::Floor, native::NativeStore, raw_guest::RAW_NOOP_WAT};
+use meshward_host::{wasmtime_config, Host, PluginSpec, SetOutcome, StreamProps};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -21,18 +22,34 @@ const REQUEST: &[(&str, &str)] = &[
 ];
 const RESPONSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
 
+/// The no-op guests: the SDK one (the SDK's per-context work is in both host and floor) and
+/// the raw-ABI one (callbacks return at once: host minus floor is the host's own cost).
+fn noop_guests() -> [(&'static str, Vec<u8>); 2] {
+    [
+        ("noop", meshward_artifacts::NOOP.to_vec()),
+        (
+            "raw_noop",
+            wat::parse_str(RAW_NOOP_WAT).expect("raw guest WAT"),
+        ),
+    ]
+}
+
 fn lifecycle(c: &mut Criterion) {
     let mut g = c.benchmark_group("lifecycle");
-    let mut floor = Floor::new(meshward_artifacts::NOOP).expect("floor VM");
-    g.bench_function("wasmtime_floor_noop", |b| {
-        b.iter(|| black_box(floor.lifecycle().expect("floor call")))
-    });
-    for (name, wasm) in [
-        ("noop", meshward_artifacts::NOOP),
-        ("headers", meshward_artifacts::HEADERS),
-    ] {
+    let config = wasmtime_config().expect("engine config");
+    let mut guests: Vec<(&str, Vec<u8>)> = noop_guests().into();
+    guests.push(("headers", meshward_artifacts::HEADERS.to_vec()));
+    for (name, wasm) in &guests {
+        if *name != "headers" {
+            let mut floor = Floor::new(wasm, &config).expect("floor VM");
+            g.bench_function(format!("wasmtime_floor_{name}"), |b| {
+                b.iter(|| black_box(floor.lifecycle().expect("floor call")))
+            });
+        }
         let host = Host::builder().build().expect("host");
-        let plugin = host.load(PluginSpec::new(name, wasm)).expect("plugin");
+        let plugin = host
+            .load(PluginSpec::new(*name, wasm.clone()))
+            .expect("plugin");
         let mut w = host.worker(&[plugin]).expect("worker");
         g.bench_function(format!("host_{name}"), |b| {
             b.iter_custom(|iters| {
@@ -56,17 +73,18 @@ fn lifecycle(c: &mut Criterion) {
 
 fn vm_start(c: &mut Criterion) {
     let mut g = c.benchmark_group("vm_start");
-    let floor = Floor::new(meshward_artifacts::NOOP).expect("floor VM");
-    g.bench_function("wasmtime_floor_noop", |b| {
-        b.iter_with_large_drop(|| floor.start_vm().expect("floor start"))
-    });
-    let host = Host::builder().build().expect("host");
-    let plugin = host
-        .load(PluginSpec::new("noop", meshward_artifacts::NOOP))
-        .expect("plugin");
-    g.bench_function("host_worker_noop", |b| {
-        b.iter_with_large_drop(|| host.worker(std::slice::from_ref(&plugin)).expect("worker"))
-    });
+    let config = wasmtime_config().expect("engine config");
+    for (name, wasm) in noop_guests() {
+        let floor = Floor::new(&wasm, &config).expect("floor VM");
+        g.bench_function(format!("wasmtime_floor_{name}"), |b| {
+            b.iter_with_large_drop(|| floor.start_vm().expect("floor start"))
+        });
+        let host = Host::builder().build().expect("host");
+        let plugin = host.load(PluginSpec::new(name, wasm)).expect("plugin");
+        g.bench_function(format!("host_worker_{name}"), |b| {
+            b.iter_with_large_drop(|| host.worker(std::slice::from_ref(&plugin)).expect("worker"))
+        });
+    }
     g.finish();
 }
 

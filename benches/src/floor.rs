@@ -2,15 +2,23 @@
 //! that returns zeros (store-independent `Linker::func_new` stubs), driven by typed
 //! calls to its exports. No header maps, no contexts, no timeline: nothing a real host can
 //! skip. Only meaningful for guests whose measured callbacks make no host calls (the noop
-//! guest), which is what it is used with.
+//! guests), which is what it is used with. The engine `Config` is the caller's: the benches
+//! pass the host's own (`meshward_host::wasmtime_config`), so host vs floor isolates the host's
+//! bookkeeping, not engine settings.
 
 use wasmtime::{
-    Engine, ExternType, Instance, InstancePre, Linker, Module, Store, TypedFunc, Val, ValType,
+    Config, Engine, Extern, ExternType, Instance, InstancePre, Linker, Module, ModuleExport, Store,
+    TypedFunc, Val, ValType, WasmParams, WasmResults,
 };
+
+/// Epoch deadline of the floor's stores: far enough that the host's epoch ticker never reaches
+/// it during a benchmark (the floor has no per-callback deadline to enforce).
+const FAR_DEADLINE: u64 = u64::MAX / 2;
 
 /// A compiled module ready to instantiate, plus one live instance for call benchmarks.
 pub struct Floor {
     pre: InstancePre<()>,
+    starts: StartExports,
     engine: Engine,
     live: Live,
 }
@@ -29,9 +37,10 @@ struct Live {
 const ROOT: u32 = 1;
 
 impl Floor {
-    /// Compiles `wasm` and starts one VM (`_initialize`, root context, vm_start, configure).
-    pub fn new(wasm: &[u8]) -> wasmtime::Result<Floor> {
-        let engine = Engine::default();
+    /// Compiles `wasm` on an engine built from `config` and starts one VM (`_initialize`, root
+    /// context, vm_start, configure).
+    pub fn new(wasm: &[u8], config: &Config) -> wasmtime::Result<Floor> {
+        let engine = Engine::new(config)?;
         let module = Module::new(&engine, wasm)?;
         let mut linker = Linker::new(&engine);
         for import in module.imports() {
@@ -51,18 +60,23 @@ impl Floor {
                 })?;
             }
         }
-        let store = Store::new(&engine, ());
+        let store = new_store(&engine);
         let pre = linker.instantiate_pre(&module)?;
-        let (store, instance) = start(&pre, store)?;
+        let starts = StartExports::new(&module);
+        let (store, instance) = start(&pre, &starts, store)?;
         let live = Live::new(store, &instance)?;
-        Ok(Floor { pre, engine, live })
+        Ok(Floor {
+            pre,
+            starts,
+            engine,
+            live,
+        })
     }
 
     /// One VM start on a fresh store: instantiate, `_initialize`, root context create,
     /// `proxy_on_vm_start`, `proxy_on_configure`. Returns the store (drop it outside timing).
     pub fn start_vm(&self) -> wasmtime::Result<Store<()>> {
-        let store = Store::new(&self.engine, ());
-        start(&self.pre, store).map(|(s, _)| s)
+        start(&self.pre, &self.starts, new_store(&self.engine)).map(|(s, _)| s)
     }
 
     /// One request lifecycle as typed calls: context create, request headers, response
@@ -81,18 +95,54 @@ impl Floor {
     }
 }
 
-fn start(pre: &InstancePre<()>, mut store: Store<()>) -> wasmtime::Result<(Store<()>, Instance)> {
-    let instance = pre.instantiate(&mut store)?;
-    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-        init.call(&mut store, ())?;
+fn new_store(engine: &Engine) -> Store<()> {
+    let mut store = Store::new(engine, ());
+    store.set_epoch_deadline(FAR_DEADLINE);
+    store
+}
+
+/// Call the export at `index` (looked up once per module, checked with `typed` per instance),
+/// if the module has it.
+fn call<P: WasmParams, R: WasmResults>(
+    store: &mut Store<()>,
+    instance: &Instance,
+    index: Option<&ModuleExport>,
+    args: P,
+) -> wasmtime::Result<Option<R>> {
+    let Some(Extern::Func(f)) = index.and_then(|i| instance.get_module_export(&mut *store, i))
+    else {
+        return Ok(None);
+    };
+    f.typed::<P, R>(&*store)?.call(&mut *store, args).map(Some)
+}
+
+/// Export indexes of the start-up sequence, resolved once per module.
+struct StartExports([Option<ModuleExport>; 4]);
+
+impl StartExports {
+    fn new(module: &Module) -> StartExports {
+        let names = [
+            "_initialize",
+            "proxy_on_context_create",
+            "proxy_on_vm_start",
+            "proxy_on_configure",
+        ];
+        StartExports(names.map(|n| module.get_export_index(n)))
     }
-    let create =
-        instance.get_typed_func::<(u32, u32), ()>(&mut store, "proxy_on_context_create")?;
-    create.call(&mut store, (ROOT, 0))?;
-    let vm_start = instance.get_typed_func::<(u32, u32), u32>(&mut store, "proxy_on_vm_start")?;
-    vm_start.call(&mut store, (ROOT, 0))?;
-    let configure = instance.get_typed_func::<(u32, u32), u32>(&mut store, "proxy_on_configure")?;
-    configure.call(&mut store, (ROOT, 0))?;
+}
+
+fn start(
+    pre: &InstancePre<()>,
+    ex: &StartExports,
+    mut store: Store<()>,
+) -> wasmtime::Result<(Store<()>, Instance)> {
+    let instance = pre.instantiate(&mut store)?;
+    let s = &mut store;
+    let [init, create, vm_start, configure] = &ex.0;
+    call::<(), ()>(s, &instance, init.as_ref(), ())?;
+    call::<(u32, u32), ()>(s, &instance, create.as_ref(), (ROOT, 0))?;
+    call::<(u32, u32), u32>(s, &instance, vm_start.as_ref(), (ROOT, 0))?;
+    call::<(u32, u32), u32>(s, &instance, configure.as_ref(), (ROOT, 0))?;
     Ok((store, instance))
 }
 

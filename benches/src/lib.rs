@@ -3,6 +3,8 @@
 //!
 //! - [`floor::Floor`]: a bare wasmtime embedding of a proxy-wasm module (every import a stub
 //!   returning zeros, no Envoy bookkeeping): the floor for calls into the guest and for VM start.
+//! - [`raw_guest::RAW_NOOP_WAT`]: a no-op guest on the raw ABI (no SDK), so host vs floor
+//!   on it is the host's own per-callback cost.
 //! - [`native::NativeStore`]: Envoy's shared-data rules as plain Rust behind a mutex.
 //! - [`ratelimit::NativeFilter`]: the rate-limit filter's decision made by the same core code
 //!   natively, over [`ratelimit::SharedMap`].
@@ -12,3 +14,4 @@
 pub mod floor;
 pub mod native;
 pub mod ratelimit;
+pub mod raw_guest;

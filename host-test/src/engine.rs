@@ -24,6 +24,7 @@ type ModuleSlot = Arc<OnceLock<Result<Module, String>>>;
 pub(crate) struct ProcessEngine {
     pub(crate) engine: Engine,
     pub(crate) pooling: bool,
+    tier: Tier,
     /// One slot per module hash: concurrent loads of the same bytes wait for one compile.
     modules: Mutex<HashMap<[u8; 32], ModuleSlot>>,
     ticker: Mutex<Weak<Ticker>>,
@@ -31,50 +32,87 @@ pub(crate) struct ProcessEngine {
 
 static ENGINE: OnceLock<Result<ProcessEngine, String>> = OnceLock::new();
 
-fn base_config() -> Config {
+/// Linear memory a pooled slot keeps resident between instances (reset with `memset`/copy of
+/// the touched pages, found with `PAGEMAP_SCAN`, instead of `madvise` + page faults).
+const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+/// Same for a table slot.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
+/// The allocation tiers tried in order when the process engine is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// Pooling, slots reset in place: needs Linux's `PAGEMAP_SCAN` (6.7+), without which the
+    /// keep-resident reset would `memset` the whole kept range every time (slower than
+    /// `madvise`), so it is required (`Enabled::Yes`), not `Auto`.
+    PoolingResident,
+    /// Pooling, slots reset with `madvise`.
+    Pooling,
+    /// On-demand allocation (no pool could be reserved).
+    OnDemand,
+}
+
+/// Epoch interruption (the per-callback deadline), Cranelift at `Speed`, and the allocator of
+/// `tier`. The pool is sized for many workers x plugins plus config checks; memory slots
+/// reserve address space only (the default 4 GiB reservation keeps bounds checks elided).
+fn config(tier: Tier) -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
     c.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if tier != Tier::OnDemand {
+        let mut p = PoolingAllocationConfig::default();
+        p.total_core_instances(1000);
+        p.total_memories(1000);
+        p.total_tables(1000);
+        p.max_memory_size(MAX_MEMORY_BYTES);
+        p.max_memories_per_module(1);
+        p.max_tables_per_module(1);
+        p.table_elements(100_000);
+        if tier == Tier::PoolingResident {
+            // VM start: a reused slot's touched pages are reset in place rather than dropped
+            // and faulted in again (measured: SDK no-op plugin start ~40 us -> ~11 us).
+            p.pagemap_scan(wasmtime::Enabled::Yes);
+            p.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
+            p.table_keep_resident(TABLE_KEEP_RESIDENT);
+        }
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
     c
 }
 
-fn pooled_config() -> Config {
-    let mut c = base_config();
-    let mut p = PoolingAllocationConfig::default();
-    // Enough for many workers x plugins plus config checks; memory slots reserve address
-    // space only (the default 4 GiB reservation keeps bounds checks elided).
-    p.total_core_instances(1000);
-    p.total_memories(1000);
-    p.total_tables(1000);
-    p.max_memory_size(MAX_MEMORY_BYTES);
-    p.max_memories_per_module(1);
-    p.max_tables_per_module(1);
-    p.table_elements(100_000);
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
-    c
+/// The wasmtime configuration of the host's engine in this process (creating the engine if no
+/// host did yet): epoch interruption, Cranelift `Speed`, and the pooling allocator with
+/// resident slot reuse where the system allows it. Public so that baselines (the benchmarks'
+/// bare-wasmtime floor) run on exactly the engine settings the host uses.
+pub fn wasmtime_config() -> Result<Config, String> {
+    engine().map(|e| config(e.tier))
 }
 
 /// The engine of this process (created once).
 pub(crate) fn engine() -> Result<&'static ProcessEngine, String> {
     ENGINE
         .get_or_init(|| {
-            let make = |cfg: &Config, pooling: bool| {
-                Engine::new(cfg).map(|engine| ProcessEngine {
+            let make = |tier: Tier| {
+                Engine::new(&config(tier)).map(|engine| ProcessEngine {
                     engine,
-                    pooling,
+                    pooling: tier != Tier::OnDemand,
+                    tier,
                     modules: Mutex::new(HashMap::new()),
                     ticker: Mutex::new(Weak::new()),
                 })
             };
-            let pooled = if std::env::var_os("MESHWARD_HOST_NO_POOLING").is_some() {
-                None
+            let tiers: &[Tier] = if std::env::var_os("MESHWARD_HOST_NO_POOLING").is_some() {
+                &[Tier::OnDemand]
             } else {
-                make(&pooled_config(), true).ok()
+                &[Tier::PoolingResident, Tier::Pooling, Tier::OnDemand]
             };
-            match pooled {
-                Some(e) => Ok(e),
-                None => make(&base_config(), false).map_err(|e| format!("{e:#}")),
+            let mut last = String::new();
+            for &tier in tiers {
+                match make(tier) {
+                    Ok(e) => return Ok(e),
+                    Err(e) => last = format!("{e:#}"),
+                }
             }
+            Err(last)
         })
         .as_ref()
         .map_err(|e| e.clone())

@@ -69,6 +69,7 @@ pub use callouts::{
     HttpResponse, Responder,
 };
 pub use clock::{Clock, SystemClock, VirtualClock};
+pub use engine::wasmtime_config;
 pub use error::{HostError, LoadError};
 pub use host::{ForeignFn, Host, HostBuilder, HostStats, Plugin, DEFAULT_BUFFER_LIMIT};
 pub use logs::{LogLevel, LogRecord, LogSink};

@@ -42,10 +42,14 @@ impl Headers {
         pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) {
         pool.append(&mut self.0);
+        self.0.reserve(pairs.len());
         for (k, v) in pairs {
             let (mut kb, mut vb) = pool.pop().unwrap_or_default();
+            // Copy, then lower-case in place: a bulk copy and a tight loop instead of a
+            // per-byte push.
             kb.clear();
-            kb.extend(k.bytes().map(|b| b.to_ascii_lowercase()));
+            kb.extend_from_slice(k.as_bytes());
+            kb.make_ascii_lowercase();
             vb.clear();
             vb.extend_from_slice(v.as_bytes());
             self.0.push((kb, vb));

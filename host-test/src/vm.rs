@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::{
-    Instance, Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
+    Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
 };
 
 use crate::engine::deadline_ticks;
 use crate::error::LoadError;
+pub(crate) use crate::exports::Callbacks;
+use crate::exports::{Bound, ExportPlan, HeadersCb, StartFns};
 use crate::host::{HostInner, PluginInner};
 use crate::logs::{LogLevel, LogRecord};
 use crate::shared_data::SharedSpace;
@@ -38,7 +40,9 @@ pub(crate) enum CallKind {
     Foreign,
 }
 
-/// What the running callback may see besides stream state.
+/// What the running callback may see besides stream state. Kept small (the per-call data of
+/// callout answers and foreign calls is boxed and absent for stream callbacks): one is built
+/// and dropped for every guest call.
 #[derive(Debug)]
 pub(crate) struct CallCtx {
     pub(crate) kind: CallKind,
@@ -48,6 +52,13 @@ pub(crate) struct CallCtx {
     pub(crate) stream: Option<u32>,
     /// A local reply was sent from this callback: force a Stop result.
     pub(crate) local_reply_sent: bool,
+    /// Buffers and maps of a callout answer or foreign call (None for every other callback).
+    extra: Option<Box<CallData>>,
+}
+
+/// Data a callout-answer or foreign-function callback can read.
+#[derive(Debug, Default)]
+pub(crate) struct CallData {
     /// HTTP call response being delivered.
     pub(crate) http_response: Option<crate::callouts::HttpResponse>,
     /// gRPC message / metadata being delivered.
@@ -61,19 +72,23 @@ pub(crate) struct CallCtx {
 }
 
 impl CallCtx {
+    #[inline]
     pub(crate) fn new(kind: CallKind, effective: u32, stream: Option<u32>) -> Self {
         CallCtx {
             kind,
             effective,
             stream,
             local_reply_sent: false,
-            http_response: None,
-            grpc_message: None,
-            grpc_initial: None,
-            grpc_trailing: None,
-            status: None,
-            foreign_args: None,
+            extra: None,
         }
+    }
+    /// The callback's data, created on first use (by the worker, before the call).
+    pub(crate) fn data(&mut self) -> &mut CallData {
+        self.extra.get_or_insert_with(Box::default)
+    }
+    /// The callback's data, if it has any.
+    pub(crate) fn data_ref(&self) -> Option<&CallData> {
+        self.extra.as_deref()
     }
 }
 
@@ -160,84 +175,6 @@ impl VmState {
     }
 }
 
-/// `proxy_on_request_headers` / `proxy_on_response_headers`: 3 params in 0.2.x, 2 in 0.1.0.
-#[derive(Clone)]
-pub(crate) enum HeadersCb {
-    V2(TypedFunc<(i32, i32, i32), i32>),
-    V1(TypedFunc<(i32, i32), i32>),
-}
-
-/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
-pub(crate) type HttpCallResponseCb = TypedFunc<(i32, i32, i32, i32, i32), ()>;
-
-/// Typed handles on every callback the module exports (all optional).
-#[derive(Default, Clone)]
-pub(crate) struct Callbacks {
-    pub(crate) on_context_create: Option<TypedFunc<(i32, i32), ()>>,
-    pub(crate) on_done: Option<TypedFunc<i32, i32>>,
-    pub(crate) on_log: Option<TypedFunc<i32, ()>>,
-    pub(crate) on_delete: Option<TypedFunc<i32, ()>>,
-    pub(crate) on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_configure: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_tick: Option<TypedFunc<i32, ()>>,
-    pub(crate) on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
-    pub(crate) on_new_connection: Option<TypedFunc<i32, i32>>,
-    pub(crate) on_downstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
-    pub(crate) on_downstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
-    pub(crate) on_upstream_data: Option<TypedFunc<(i32, i32, i32), i32>>,
-    pub(crate) on_upstream_connection_close: Option<TypedFunc<(i32, i32), ()>>,
-    pub(crate) on_request_headers: Option<HeadersCb>,
-    pub(crate) on_request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    pub(crate) on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_response_headers: Option<HeadersCb>,
-    pub(crate) on_response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    pub(crate) on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_http_call_response: Option<HttpCallResponseCb>,
-    pub(crate) on_grpc_receive_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
-    pub(crate) on_grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
-    pub(crate) on_grpc_receive_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
-    pub(crate) on_grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
-    pub(crate) on_foreign_function: Option<TypedFunc<(i32, i32, i32), ()>>,
-}
-
-fn typed<P: WasmParams, R: WasmResults>(
-    store: &mut Store<VmState>,
-    inst: &Instance,
-    name: &str,
-    plugin: &str,
-) -> Result<Option<TypedFunc<P, R>>, LoadError> {
-    match inst.get_func(&mut *store, name) {
-        None => Ok(None),
-        Some(f) => f
-            .typed::<P, R>(&*store)
-            .map(Some)
-            .map_err(|e| LoadError::MissingExport {
-                plugin: plugin.to_string(),
-                message: format!("export {name} has the wrong signature: {e}"),
-            }),
-    }
-}
-
-fn headers_cb(
-    store: &mut Store<VmState>,
-    inst: &Instance,
-    name: &str,
-    plugin: &str,
-) -> Result<Option<HeadersCb>, LoadError> {
-    let Some(f) = inst.get_func(&mut *store, name) else {
-        return Ok(None);
-    };
-    if let Ok(t) = f.typed::<(i32, i32, i32), i32>(&*store) {
-        return Ok(Some(HeadersCb::V2(t)));
-    }
-    f.typed::<(i32, i32), i32>(&*store)
-        .map(|t| Some(HeadersCb::V1(t)))
-        .map_err(|e| LoadError::MissingExport {
-            plugin: plugin.to_string(),
-            message: format!("export {name} has the wrong signature: {e}"),
-        })
-}
-
 /// One instance of a plugin.
 pub(crate) struct Vm {
     pub(crate) store: Store<VmState>,
@@ -303,71 +240,37 @@ impl Vm {
                 });
             }
         };
-        let memory =
-            instance
-                .get_memory(&mut store, "memory")
-                .ok_or_else(|| LoadError::MissingExport {
-                    plugin: name.clone(),
-                    message: "Wasm module is missing the `memory` export".into(),
-                })?;
-        let malloc = match typed::<i32, i32>(&mut store, &instance, "malloc", &name)? {
-            Some(m) => m,
-            None => typed::<i32, i32>(&mut store, &instance, "proxy_on_memory_allocate", &name)?
-                .ok_or_else(|| LoadError::MissingExport {
-                    plugin: name.clone(),
-                    message: "Wasm module is missing malloc function (neither `malloc` nor `proxy_on_memory_allocate` is exported)".into(),
-                })?,
+        // Exports: resolved by name and type-checked on the plugin's first instance (its
+        // configuration check), bound by index on every later one.
+        let bound = match plugin.exports.get() {
+            Some(plan) => plan.bind(&mut store, &instance),
+            None => {
+                let (bound, plan) =
+                    ExportPlan::check(&mut store, &instance, plugin.pre.module(), &name)?;
+                let _ = plugin.exports.set(plan);
+                Some(bound)
+            }
+        };
+        let Some(Bound {
+            memory,
+            malloc,
+            start: start_fns,
+            cb,
+        }) = bound
+        else {
+            return Err(LoadError::MissingExport {
+                plugin: name,
+                message: "an export of the module is missing from this instance".into(),
+            });
         };
         store.data_mut().memory = Some(memory);
         store.data_mut().malloc = Some(malloc);
-        let i = &instance;
-        let s = &mut store;
-        let cb = Callbacks {
-            on_context_create: typed(s, i, "proxy_on_context_create", &name)?,
-            on_done: typed(s, i, "proxy_on_done", &name)?,
-            on_log: typed(s, i, "proxy_on_log", &name)?,
-            on_delete: typed(s, i, "proxy_on_delete", &name)?,
-            on_vm_start: typed(s, i, "proxy_on_vm_start", &name)?,
-            on_configure: typed(s, i, "proxy_on_configure", &name)?,
-            on_tick: typed(s, i, "proxy_on_tick", &name)?,
-            on_queue_ready: typed(s, i, "proxy_on_queue_ready", &name)?,
-            on_new_connection: typed(s, i, "proxy_on_new_connection", &name)?,
-            on_downstream_data: typed(s, i, "proxy_on_downstream_data", &name)?,
-            on_downstream_connection_close: typed(
-                s,
-                i,
-                "proxy_on_downstream_connection_close",
-                &name,
-            )?,
-            on_upstream_data: typed(s, i, "proxy_on_upstream_data", &name)?,
-            on_upstream_connection_close: typed(s, i, "proxy_on_upstream_connection_close", &name)?,
-            on_request_headers: headers_cb(s, i, "proxy_on_request_headers", &name)?,
-            on_request_body: typed(s, i, "proxy_on_request_body", &name)?,
-            on_request_trailers: typed(s, i, "proxy_on_request_trailers", &name)?,
-            on_response_headers: headers_cb(s, i, "proxy_on_response_headers", &name)?,
-            on_response_body: typed(s, i, "proxy_on_response_body", &name)?,
-            on_response_trailers: typed(s, i, "proxy_on_response_trailers", &name)?,
-            on_http_call_response: typed(s, i, "proxy_on_http_call_response", &name)?,
-            on_grpc_receive_initial_metadata: typed(
-                s,
-                i,
-                "proxy_on_grpc_receive_initial_metadata",
-                &name,
-            )?,
-            on_grpc_receive: typed(s, i, "proxy_on_grpc_receive", &name)?,
-            on_grpc_receive_trailing_metadata: typed(
-                s,
-                i,
-                "proxy_on_grpc_receive_trailing_metadata",
-                &name,
-            )?,
-            on_grpc_close: typed(s, i, "proxy_on_grpc_close", &name)?,
-            on_foreign_function: typed(s, i, "proxy_on_foreign_function", &name)?,
-        };
-        let initialize = typed::<(), ()>(s, i, "_initialize", &name)?;
-        let main = typed::<(i32, i32), i32>(s, i, "main", &name)?;
-        let main_void = typed::<(), i32>(s, i, "__main_void", &name)?;
-        let start = typed::<(), ()>(s, i, "_start", &name)?;
+        let StartFns {
+            initialize,
+            main,
+            main_void,
+            start,
+        } = start_fns;
         let mut vm = Vm {
             store,
             cb,

@@ -26,11 +26,15 @@ fn read_buf(st: &VmState, t: i32) -> Result<Option<&[u8]>, i32> {
             let dir = if response { &s.resp } else { &s.req };
             dir.body_open(pos).then(|| dir.buf[pos].as_slice())
         }
-        4 => st.call.http_response.as_ref().map(|r| r.body.as_slice()),
-        5 => st.call.grpc_message.as_deref(),
+        4 => st
+            .call
+            .data_ref()
+            .and_then(|d| d.http_response.as_ref())
+            .map(|r| r.body.as_slice()),
+        5 => st.call.data_ref().and_then(|d| d.grpc_message.as_deref()),
         6 => (st.call.kind == CallKind::VmStart).then(|| st.plugin.spec.vm_config.as_slice()),
         7 => (st.call.kind == CallKind::Configure).then(|| st.plugin.spec.plugin_config.as_slice()),
-        8 => st.call.foreign_args.as_deref(),
+        8 => st.call.data_ref().and_then(|d| d.foreign_args.as_deref()),
         _ => return Err(status::BAD_ARGUMENT),
     })
 }

@@ -245,7 +245,11 @@ pub(super) fn add(r: &mut Reg) {
             let Some((mem, st)) = mem_state(&mut c) else {
                 return Ok(status::INTERNAL_FAILURE);
             };
-            let (code, msg) = st.call.status.clone().unwrap_or((0, Vec::new()));
+            let (code, msg) = st
+                .call
+                .data_ref()
+                .and_then(|d| d.status.clone())
+                .unwrap_or((0, Vec::new()));
             if !put_u32(mem, code_ptr, code) {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             }

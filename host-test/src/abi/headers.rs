@@ -46,10 +46,18 @@ fn which(t: i32) -> Option<Which> {
 pub(crate) fn read_map(st: &VmState, t: i32) -> Result<Option<&Headers>, i32> {
     let w = which(t).ok_or(status::BAD_ARGUMENT)?;
     Ok(match w {
-        Which::GrpcInitial => st.call.grpc_initial.as_ref(),
-        Which::GrpcTrailing => st.call.grpc_trailing.as_ref(),
-        Which::CallHeaders => st.call.http_response.as_ref().map(|r| &r.headers),
-        Which::CallTrailers => st.call.http_response.as_ref().map(|r| &r.trailers),
+        Which::GrpcInitial => st.call.data_ref().and_then(|d| d.grpc_initial.as_ref()),
+        Which::GrpcTrailing => st.call.data_ref().and_then(|d| d.grpc_trailing.as_ref()),
+        Which::CallHeaders => st
+            .call
+            .data_ref()
+            .and_then(|d| d.http_response.as_ref())
+            .map(|r| &r.headers),
+        Which::CallTrailers => st
+            .call
+            .data_ref()
+            .and_then(|d| d.http_response.as_ref())
+            .map(|r| &r.trailers),
         Which::Stream { response, trailers } => {
             let (Some(slot), Some(core)) = (st.call.stream, st.core.as_deref()) else {
                 return Ok(None);

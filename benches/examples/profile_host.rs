@@ -1,0 +1,225 @@
+//! Profiling driver (not a benchmark): runs one host path in a tight loop for `perf record`.
+//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|vm_start|floor|floor_vm [secs]`.
+
+use meshward_benches::floor::Floor;
+use meshward_host::{wasmtime_config, Host, PluginSpec, StreamProps};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const REQUEST: &[(&str, &str)] = &[
+    (":method", "GET"),
+    (":path", "/api/items?page=2"),
+    (":authority", "svc.local"),
+    (":scheme", "http"),
+    ("user-agent", "bench/1.0"),
+    ("accept", "*/*"),
+    ("x-request-id", "5f1c0c8e-1c1b-4a7e-9b1e-3f0a9c9d2b11"),
+];
+const RESPONSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map(String::as_str).unwrap_or("lifecycle");
+    let secs: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    // RAW=1: the raw-ABI no-op guest instead of the SDK one.
+    let raw = std::env::var("RAW").as_deref() == Ok("1");
+    let raw_wasm = wat::parse_str(meshward_benches::raw_guest::RAW_NOOP_WAT).expect("wat");
+    let wasm: &[u8] = if raw {
+        &raw_wasm
+    } else {
+        meshward_artifacts::NOOP
+    };
+    let until = Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut n = 0u64;
+    match what {
+        "lifecycle" => {
+            let host = Host::builder().build().expect("host");
+            let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
+            let mut w = host.worker(&[plugin]).expect("worker");
+            let start = Instant::now();
+            while start.elapsed() < until {
+                for _ in 0..1000 {
+                    let id = w.open_http_stream(StreamProps::new());
+                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                    w.complete(id).expect("complete");
+                    w.release(id);
+                }
+                n += 1000;
+                drop(host.take_logs());
+            }
+        }
+        "vm_start" => {
+            let host = Host::builder().build().expect("host");
+            let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
+            let start = Instant::now();
+            while start.elapsed() < until {
+                for _ in 0..100 {
+                    drop(black_box(
+                        host.worker(std::slice::from_ref(&plugin)).expect("w"),
+                    ));
+                }
+                n += 100;
+            }
+        }
+        "floor" => {
+            let mut f = Floor::new(wasm, &floor_config()).expect("floor");
+            let start = Instant::now();
+            while start.elapsed() < until {
+                for _ in 0..1000 {
+                    black_box(f.lifecycle().expect("floor"));
+                }
+                n += 1000;
+            }
+        }
+        "floor_vm" => {
+            let f = Floor::new(wasm, &floor_config()).expect("floor");
+            let start = Instant::now();
+            while start.elapsed() < until {
+                for _ in 0..100 {
+                    drop(black_box(f.start_vm().expect("floor")));
+                }
+                n += 100;
+            }
+        }
+        // Fixed iteration counts, for `perf stat` (subtract a run with 0 iterations).
+        "count" => {
+            let iters = secs as u64;
+            let host = Host::builder().build().expect("host");
+            let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
+            let mut w = host.worker(std::slice::from_ref(&plugin)).expect("worker");
+            let mut floor = Floor::new(wasm, &floor_config()).expect("floor");
+            let which = std::env::var("WHICH").unwrap_or_default();
+            for _ in 0..iters {
+                match which.as_str() {
+                    "floor" => {
+                        black_box(floor.lifecycle().expect("floor"));
+                    }
+                    "floor_vm" => drop(black_box(floor.start_vm().expect("floor"))),
+                    "vm" => drop(black_box(
+                        host.worker(std::slice::from_ref(&plugin)).expect("w"),
+                    )),
+                    _ => {
+                        let id = w.open_http_stream(StreamProps::new());
+                        black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                        black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                        w.complete(id).expect("complete");
+                        w.release(id);
+                    }
+                }
+            }
+            return;
+        }
+        "rounds" => {
+            let host = Host::builder().build().expect("host");
+            let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
+            let mut w = host.worker(&[plugin]).expect("worker");
+            let mut floor = Floor::new(wasm, &floor_config()).expect("floor");
+            for _ in 0..40 {
+                let r = Instant::now();
+                for _ in 0..2000 {
+                    let id = w.open_http_stream(StreamProps::new());
+                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                    w.complete(id).expect("complete");
+                    w.release(id);
+                }
+                let h = r.elapsed().as_secs_f64() * 1e9 / 2000.0;
+                let r = Instant::now();
+                for _ in 0..2000 {
+                    black_box(floor.lifecycle().expect("floor"));
+                }
+                let f = r.elapsed().as_secs_f64() * 1e9 / 2000.0;
+                println!("host {h:8.1} floor {f:8.1}");
+            }
+            return;
+        }
+        "compare" => {
+            compare(wasm, secs);
+            return;
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    let el = start.elapsed();
+    println!(
+        "{what}: {n} iterations, {:.3} µs each",
+        el.as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+/// Interleaved short rounds of floor and host (lifecycle and VM start); prints the median, 10th
+/// percentile and minimum of the per-round means: short rounds are mostly not preempted, so
+/// the low percentiles show the cost without the load other processes put on the machine.
+fn compare(wasm: &[u8], secs: f64) {
+    let mut floor = Floor::new(wasm, &floor_config()).expect("floor");
+    let host = Host::builder().build().expect("host");
+    let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
+    let mut w = host.worker(std::slice::from_ref(&plugin)).expect("worker");
+    let mut t: [Vec<f64>; 5] = Default::default();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        let r = Instant::now();
+        for _ in 0..200 {
+            black_box(floor.lifecycle().expect("floor"));
+        }
+        t[0].push(r.elapsed().as_nanos() as f64 / 200.0);
+        let r = Instant::now();
+        for _ in 0..200 {
+            let id = w.open_http_stream(StreamProps::new());
+            black_box(w.request_headers(id, REQUEST, true).expect("request"));
+            black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+            w.complete(id).expect("complete");
+            w.release(id);
+        }
+        t[1].push(r.elapsed().as_nanos() as f64 / 200.0);
+        let r = Instant::now();
+        for _ in 0..5 {
+            drop(black_box(floor.start_vm().expect("floor")));
+        }
+        t[2].push(r.elapsed().as_nanos() as f64 / 5.0);
+        let r = Instant::now();
+        for _ in 0..5 {
+            drop(black_box(
+                host.worker(std::slice::from_ref(&plugin)).expect("w"),
+            ));
+        }
+        t[3].push(r.elapsed().as_nanos() as f64 / 5.0);
+        let r = Instant::now();
+        for _ in 0..200 {
+            let id = w.open_http_stream(StreamProps::new());
+            black_box(w.request_headers(id, &[], true).expect("request"));
+            black_box(w.response_headers(id, &[], true).expect("response"));
+            w.complete(id).expect("complete");
+            w.release(id);
+        }
+        t[4].push(r.elapsed().as_nanos() as f64 / 200.0);
+        drop(host.take_logs());
+    }
+    let names = [
+        "floor lifecycle",
+        "host lifecycle",
+        "floor vm_start",
+        "host vm_start",
+        "host no headers",
+    ];
+    for (n, v) in names.iter().zip(t.iter_mut()) {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{n:16} median {:9.1} ns  p10 {:9.1} ns  min {:9.1} ns  ({} rounds)",
+            v[v.len() / 2],
+            v[v.len() / 10],
+            v[0],
+            v.len()
+        );
+    }
+}
+
+/// The host's engine configuration, or wasmtime's default with `FLOOR_CONFIG=default`.
+fn floor_config() -> wasmtime::Config {
+    if std::env::var("FLOOR_CONFIG").as_deref() == Ok("default") {
+        wasmtime::Config::default()
+    } else {
+        wasmtime_config().expect("engine config")
+    }
+}
