@@ -12,10 +12,10 @@ use std::time::Duration;
 use meshward_host::Worker;
 use tokio::sync::Notify;
 
-/// How long the driver sleeps when it has no better idea: the worker's timeline is checked
-/// at least this often while it holds events (ticks, callout timeouts).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(1);
-/// How long the driver sleeps with an empty timeline (new events re-arm it at once).
+/// The shortest sleep: something due in the past right after a poll (e.g. the end of a
+/// FailReload backoff, which only the next stream acts on) must not make the driver spin.
+pub const MIN_SLEEP: Duration = Duration::from_millis(1);
+/// The longest sleep (new events re-arm the driver at once anyway).
 pub const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A worker shared by the tasks of its thread.
@@ -62,7 +62,7 @@ impl Chain {
     /// callout answers and timeouts, queue notifications.
     pub async fn drive(self: Rc<Self>) {
         loop {
-            let sleep = self.peek(next_sleep);
+            let sleep = next_sleep(&mut self.worker.borrow_mut());
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = self.rearm.notified() => {}
@@ -75,11 +75,12 @@ impl Chain {
     }
 }
 
-/// How long until the worker's timeline may hold something due.
-fn next_sleep(w: &Worker) -> Duration {
-    if w.pending_events() == 0 {
-        IDLE_INTERVAL
-    } else {
-        POLL_INTERVAL
+/// How long until the worker's next scheduled event (tick, callout answer or timeout, queue
+/// notification), on the host's clock.
+fn next_sleep(w: &mut Worker) -> Duration {
+    match w.next_due() {
+        None => IDLE_INTERVAL,
+        Some(due) => Duration::from_nanos(due.saturating_sub(w.host().now_nanos()))
+            .clamp(MIN_SLEEP, IDLE_INTERVAL),
     }
 }

@@ -79,7 +79,8 @@ pub fn run(opts: Options) -> Result<()> {
     let mut builder = Host::builder()
         .clock(SystemClock::new())
         .log_sink(LogSink::Stderr)
-        .log_level(opts.log_level);
+        .log_level(opts.log_level)
+        .buffer_limit_bytes(opts.body_limit);
     for (name, target) in &opts.clusters {
         builder = builder
             .http_cluster(

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use meshward_host::{Host, Plugin};
@@ -15,6 +16,10 @@ use tokio::task::{JoinSet, LocalSet};
 use super::chain::Chain;
 use super::exchange::{self, Job, Settings};
 use super::wake;
+
+/// How long plugins that delay their shutdown (on_done returning false) get to call
+/// proxy_done when the server stops.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Requests waiting for one worker (the connection limit bounds them further).
 pub const QUEUE: usize = 1024;
@@ -99,5 +104,16 @@ async fn serve(
         }
     }
     while running.join_next().await.is_some() {}
+    // Envoy's plugin shutdown: root contexts get on_done; those that answer false keep
+    // running (ticks, callouts) until they call proxy_done, for at most SHUTDOWN_WAIT.
+    chain.with(|w| w.shutdown());
+    let give_up = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+    while chain.peek(|w| !w.awaiting_done().is_empty()) {
+        let progressed = chain.progressed();
+        tokio::select! {
+            _ = progressed => {}
+            _ = tokio::time::sleep_until(give_up) => break,
+        }
+    }
     driver.abort();
 }
