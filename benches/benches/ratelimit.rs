@@ -7,13 +7,16 @@
 //! lifecycle through the no-op guest; and the
 //! same decision in native Rust (`meshward_benches::ratelimit`, the filter's core code over a
 //! native CAS store). Every case rotates over the same 1024 client addresses. Run with
-//! `cargo bench -p meshward-benches --bench ratelimit -- --warm-up-time 1 --measurement-time 3`.
+//! `cargo bench -p meshward-benches --bench ratelimit -- --warm-up-time 1 --measurement-time 3`;
+//! with `MESHWARD_BENCH_CLOCK=cpu` every case is timed by the thread's CPU time instead of
+//! the wall clock (for a machine that is busy with other work).
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use meshward_benches::cpu::Clock;
 use meshward_benches::ratelimit::{policy_json, Decision, NativeFilter, SharedMap};
 use meshward_host::{Flow, Host, PluginSpec, StreamProps, Worker};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const REQUEST: &[(&str, &str)] = &[
     (":method", "GET"),
@@ -86,7 +89,11 @@ fn expect_host(w: &mut Worker, clients: &[String], want: u32, field: bool) {
 fn decision(c: &mut Criterion) {
     let clients = clients();
     let n = clients.len();
-    let mut g = c.benchmark_group("ratelimit_decision");
+    let clock = Clock::from_env();
+    let mut g = c.benchmark_group(match clock {
+        Clock::Wall => "ratelimit_decision",
+        Clock::ThreadCpu => "ratelimit_decision_cpu",
+    });
 
     // (a) The real filter in the host: allowed, limited, and bypassing the rule.
     for (case, (rate, burst), allow, want) in [
@@ -103,14 +110,14 @@ fn decision(c: &mut Criterion) {
         let mut i = 0usize;
         g.bench_function(format!("host_ratelimit_{case}"), |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
+                let start = clock.now();
                 for _ in 0..iters {
                     i = (i + 1) % n;
                     let status = lifecycle(&mut w, &clients[i]);
                     debug_assert_eq!(status, want);
                     black_box(status);
                 }
-                let elapsed = start.elapsed();
+                let elapsed = clock.since(start);
                 drop(host.take_logs());
                 elapsed
             })
@@ -124,12 +131,12 @@ fn decision(c: &mut Criterion) {
     let mut i = 0usize;
     g.bench_function("host_noop", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
+            let start = clock.now();
             for _ in 0..iters {
                 i = (i + 1) % n;
                 black_box(lifecycle(&mut w, &clients[i]));
             }
-            let elapsed = start.elapsed();
+            let elapsed = clock.since(start);
             drop(host.take_logs());
             elapsed
         })
@@ -155,9 +162,13 @@ fn decision(c: &mut Criterion) {
         }
         let mut i = 0usize;
         g.bench_function(format!("native_{case}"), |b| {
-            b.iter(|| {
-                i = (i + 1) % n;
-                black_box(f.decide(&clients[i], REQUEST))
+            b.iter_custom(|iters| {
+                let start = clock.now();
+                for _ in 0..iters {
+                    i = (i + 1) % n;
+                    black_box(f.decide(&clients[i], REQUEST));
+                }
+                clock.since(start)
             })
         });
     }

@@ -8,9 +8,12 @@
 //! - [`native::NativeStore`]: Envoy's shared-data rules as plain Rust behind a mutex.
 //! - [`ratelimit::NativeFilter`]: the rate-limit filter's decision made by the same core code
 //!   natively, over [`ratelimit::SharedMap`].
+//! - [`cpu::Clock`]: wall time or this thread's CPU time, so a run on a loaded machine can
+//!   report what the work costs on the CPU as well as how long it took.
 //!
 //! This crate must not know the host's internals; the benches use only its public API.
 
+pub mod cpu;
 pub mod floor;
 pub mod native;
 pub mod ratelimit;
