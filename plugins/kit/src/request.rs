@@ -1,5 +1,7 @@
 //! A snapshot of the request that route matching and keys need: method, path, authority,
-//! the headers, and the peer address. Taken once per request in `on_http_request_headers`.
+//! the headers, and the peer address. Taken once per request in `on_http_request_headers`,
+//! reading only the headers the policy names (one `proxy_get_header_map_value` each, first
+//! value, as Envoy returns it) instead of copying every header pair.
 
 use std::net::IpAddr;
 
@@ -15,7 +17,8 @@ pub struct RequestView {
     pub path: String,
     /// `:authority`.
     pub authority: String,
-    /// All headers in order (pseudo-headers included).
+    /// Headers (all of them from [`Self::from_headers`], only the named ones from
+    /// [`Self::fetch`]).
     pub headers: Vec<(String, String)>,
 }
 
@@ -37,7 +40,29 @@ impl RequestView {
         }
     }
 
-    /// The current request's headers.
+    /// The current request's pseudo-headers and the headers in `names` (lower-case; a name
+    /// the request lacks is left out). Only these are visible to [`RequestAttrs::header`].
+    pub fn fetch(names: &[String]) -> Self {
+        let get = |n: &str| {
+            proxy_wasm::hostcalls::get_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, n)
+                .ok()
+                .flatten()
+        };
+        let mut headers = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(v) = get(n) {
+                headers.push((n.clone(), v));
+            }
+        }
+        Self {
+            method: get(":method").unwrap_or_default(),
+            path: get(":path").unwrap_or_default(),
+            authority: get(":authority").unwrap_or_default(),
+            headers,
+        }
+    }
+
+    /// The current request's headers, all of them.
     pub fn current() -> Self {
         Self::from_headers(
             proxy_wasm::hostcalls::get_map(proxy_wasm::types::MapType::HttpRequestHeaders)

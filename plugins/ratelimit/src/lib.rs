@@ -10,6 +10,7 @@ pub mod queue;
 pub mod rls;
 
 use std::cell::RefCell;
+use std::fmt::Display;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -137,6 +138,7 @@ impl RootContext for Root {
             response_headers: Vec::new(),
             replied: false,
             pending: None,
+            debug: false,
         }))
     }
 
@@ -161,6 +163,8 @@ struct Request {
     response_headers: Vec<(&'static str, String)>,
     replied: bool,
     pending: Option<Pending>,
+    /// The host keeps debug lines (asked once per request): otherwise none is formatted.
+    debug: bool,
 }
 
 fn items(plan: &Plan, states: &[RuleState]) -> Vec<Item> {
@@ -235,7 +239,10 @@ impl Request {
         );
     }
 
-    fn log(&self, rid: &str, route: &str, rule: &str, outcome: &str, extra: &str) {
+    fn log(&self, rid: &str, route: &str, rule: &str, outcome: &str, extra: impl Display) {
+        if !self.debug {
+            return;
+        }
         log::debug!(
             "ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}"
         );
@@ -265,7 +272,7 @@ impl Request {
                     route,
                     "*",
                     "delayed",
-                    &format!(" delay_ms={}", delay_ns / 1_000_000),
+                    format_args!(" delay_ms={}", delay_ns / 1_000_000),
                 );
                 return Action::Pause;
             };
@@ -308,7 +315,7 @@ impl Request {
                 &route,
                 "*",
                 "rls_error",
-                &format!(" grpc_status={status}"),
+                format_args!(" grpc_status={status}"),
             );
             if p.failure == FailureMode::Deny {
                 self.shared.refund(&p.charged, now);
@@ -357,7 +364,9 @@ impl Request {
         let limiter = &shared.limiter;
         let settings = limiter.settings();
         let now = time::now_nanos();
-        let req = RequestView::current();
+        self.debug = proxy_wasm::hostcalls::get_log_level()
+            .is_ok_and(|l| matches!(l, LogLevel::Trace | LogLevel::Debug));
+        let req = RequestView::fetch(limiter.header_names());
         let rid = req.request_id().to_string();
         let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
         match limiter.access(client) {
@@ -403,7 +412,7 @@ impl Request {
                     &route,
                     &name,
                     "limited",
-                    &format!(" retry_after_ms={}", retry_after_ns / 1_000_000),
+                    format_args!(" retry_after_ms={}", retry_after_ns / 1_000_000),
                 );
                 let fields = self.header_fields(&items(&plan, &states));
                 self.reject(&route, &name, retry_after_ns, fields);
@@ -415,8 +424,16 @@ impl Request {
                     .nth(rule)
                     .map_or(String::new(), |r| r.name.clone());
                 shared.count(&route, &name, "cas_exhausted");
-                let why = error.map_or(String::new(), |e| format!(" error={e}"));
-                self.log(&rid, &route, &name, "cas_exhausted", &why);
+                match error {
+                    Some(e) => self.log(
+                        &rid,
+                        &route,
+                        &name,
+                        "cas_exhausted",
+                        format_args!(" error={e}"),
+                    ),
+                    None => self.log(&rid, &route, &name, "cas_exhausted", ""),
+                }
                 if settings.shared.on_cas_exhausted == FailureMode::Deny {
                     self.reject(&route, &name, 1_000_000_000, Vec::new());
                     return Action::Pause;

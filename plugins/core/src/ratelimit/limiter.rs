@@ -81,6 +81,7 @@ impl Plan {
 pub struct Limiter {
     policy: Policy,
     settings: RateLimitSettings,
+    headers: Vec<String>,
 }
 
 /// FNV-1a 64 with a splitmix64 finish: cheap, stable across workers and builds.
@@ -124,7 +125,19 @@ impl Limiter {
     /// Compiles a policy (which the caller has validated).
     pub fn new(policy: Policy) -> Self {
         let settings = policy.ratelimit_settings();
-        Self { policy, settings }
+        let headers = needed_headers(&policy, &settings);
+        Self {
+            policy,
+            settings,
+            headers,
+        }
+    }
+
+    /// Every request header (lower-case, no duplicates) that route matching, keys, claims,
+    /// tiers, X-Forwarded-For or the request id may read: a filter fetches these and no
+    /// others.
+    pub fn header_names(&self) -> &[String] {
+        &self.headers
     }
 
     /// The policy.
@@ -267,6 +280,40 @@ impl Limiter {
             rules,
         })
     }
+}
+
+fn needed_headers(policy: &Policy, settings: &RateLimitSettings) -> Vec<String> {
+    let mut names: Vec<String> = vec!["x-request-id".to_string()];
+    if settings.client_ip.source != IpSource::Peer {
+        names.push("x-forwarded-for".to_string());
+    }
+    names.extend(settings.claim_headers.values().cloned());
+    let mut part = |p: &KeyPart| match p {
+        KeyPart::Header(h) => names.push(h.clone()),
+        KeyPart::Claim(c) => names.extend(settings.claim_headers.get(c).cloned()),
+        _ => {}
+    };
+    if let Some(t) = &settings.tiers {
+        part(&t.from);
+    }
+    for route in &policy.routes {
+        if let Some(rl) = &route.ratelimit {
+            for rule in &rl.rules {
+                rule.key.iter().for_each(&mut part);
+            }
+        }
+    }
+    for route in &policy.routes {
+        if let Some(m) = &route.matcher {
+            names.extend(m.headers.keys().cloned());
+        }
+    }
+    for n in &mut names {
+        n.make_ascii_lowercase();
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Algorithm numbers of `rule` at `rate`.
