@@ -32,6 +32,9 @@ impl<P, R> Clone for Checked<P, R> {
 }
 impl<P, R> Copy for Checked<P, R> {}
 
+/// A resolved export: the handle for this instance and the proof for the plan.
+type Found<P, R> = Option<(TypedFunc<P, R>, Checked<P, R>)>;
+
 impl<P: WasmParams, R: WasmResults> Checked<P, R> {
     /// Look `name` up on `instance` by name and check its signature (the slow path, run once
     /// per plugin). `Ok(None)` when the module does not export it.
@@ -41,7 +44,7 @@ impl<P: WasmParams, R: WasmResults> Checked<P, R> {
         module: &Module,
         name: &str,
         plugin: &str,
-    ) -> Result<Option<(TypedFunc<P, R>, Checked<P, R>)>, LoadError> {
+    ) -> Result<Found<P, R>, LoadError> {
         let Some(f) = instance.get_func(&mut *store, name) else {
             return Ok(None);
         };
