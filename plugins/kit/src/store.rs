@@ -4,6 +4,13 @@
 //! update would be lost. Slots are therefore created under a small lock key (itself created
 //! at configure time): take the lock with CAS, create the slot only if still missing,
 //! release. Creation happens once per slot, so the lock is cold.
+//!
+//! The lock is a lease, not a flag: its value is the time (ns since the epoch, decimal) until
+//! which it is held, and `0` when free. Shared data outlives a VM, so a worker VM that dies
+//! between taking and releasing the lock (a trap, a reload) must not block slot creation on
+//! every worker forever: a lease older than [`LEASE_NS`] is taken over with CAS. Taking over a
+//! lease whose holder was merely slow costs at most one lost update on the slot it was
+//! creating (one admitted request not counted), never a stuck proxy.
 
 use meshward_core::ratelimit::{Record, Store, StoreError};
 use proxy_wasm::hostcalls;
@@ -16,7 +23,19 @@ pub struct SharedStore {
 }
 
 const FREE: &[u8] = b"0";
-const HELD: &[u8] = b"1";
+
+/// How long a taken lock is held before another worker may take it over. The critical section
+/// is two host calls, so a holder still inside it after a second is gone (or hopelessly slow).
+pub const LEASE_NS: u64 = 1_000_000_000;
+
+/// True when the lock value `v` is free or its lease ended before `now` (ns). A value that is
+/// not a decimal time (written by something else) counts as an ended lease.
+fn lock_is_free(v: &[u8], now: u64) -> bool {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_none_or(|until| until <= now)
+}
 
 fn key_str(key: &[u8]) -> Result<&str, StoreError> {
     std::str::from_utf8(key).map_err(|_| StoreError("slot key is not UTF-8".into()))
@@ -39,11 +58,18 @@ impl SharedStore {
     }
 
     fn lock(&self) -> Result<(), StoreError> {
+        let now = crate::time::now_nanos();
+        let held = now.saturating_add(LEASE_NS).to_string();
         // Spins are bounded; workers are real threads, so the holder finishes meanwhile.
         for _ in 0..self.retries.saturating_mul(64) {
             match hostcalls::get_shared_data(&self.lock_key) {
-                Ok((Some(v), Some(cas))) if v == FREE => {
-                    if hostcalls::set_shared_data(&self.lock_key, Some(HELD), Some(cas)).is_ok() {
+                Ok((Some(v), Some(cas))) if lock_is_free(&v, now) => {
+                    let taken = hostcalls::set_shared_data(
+                        &self.lock_key,
+                        Some(held.as_bytes()),
+                        Some(cas),
+                    );
+                    if taken.is_ok() {
                         return Ok(());
                     }
                 }
@@ -97,5 +123,20 @@ impl Store for SharedStore {
             Err(proxy_wasm::types::Status::CasMismatch) => Ok(false),
             Err(s) => Err(StoreError(format!("set: {s:?}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_free_when_released_ended_or_unreadable() {
+        assert!(lock_is_free(FREE, 5));
+        assert!(lock_is_free(b"5", 5));
+        assert!(lock_is_free(b"4", 5));
+        assert!(!lock_is_free(b"6", 5));
+        assert!(lock_is_free(b"held", 5));
+        assert!(lock_is_free(&[0xff], 5));
     }
 }

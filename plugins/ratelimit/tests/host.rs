@@ -508,8 +508,12 @@ fn when_the_store_gives_up_on_cas_exhausted_decides() {
         let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
         assert_eq!(status(&get(&mut w, "10.0.0.1:1", &[])), 200);
         // Another worker holds the slot-creation lock (as if it stalled between taking and
-        // releasing it): a new client's slot cannot be created within the bounded retries.
-        e.host.shared_data().set_in("", LOCK_KEY, b"1", 0);
+        // releasing it; its lease runs for an hour): a new client's slot cannot be created
+        // within the bounded retries.
+        let lease = (T0 + 3_600_000_000_000).to_string();
+        e.host
+            .shared_data()
+            .set_in("", LOCK_KEY, lease.as_bytes(), 0);
         for _ in 0..3 {
             assert_eq!(status(&get(&mut w, "10.0.0.2:1", &[])), want, "{mode}");
         }
@@ -531,6 +535,36 @@ fn when_the_store_gives_up_on_cas_exhausted_decides() {
         assert_eq!(codes, [200, 200, 200, 200, 200, 429], "{mode}");
         no_traps(&e.host);
     }
+}
+
+#[test]
+fn a_lock_left_by_a_dead_worker_is_taken_over_when_its_lease_ends() {
+    // Shared data outlives VMs: a worker that trapped while holding the slot-creation lock
+    // leaves it taken. Its one-second lease ends, and then new clients get slots again.
+    let e = env(policy(
+        default_route(json!([{ "name": "per-client", "rate": "1/h", "burst": 2 }])),
+        json!({ "shared": { "cas_retries": 2, "on_cas_exhausted": "deny" } }),
+    ));
+    let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+    assert_eq!(status(&get(&mut w, "10.0.0.1:1", &[])), 200);
+    let lease = (T0 + 1_000_000_000).to_string();
+    e.host
+        .shared_data()
+        .set_in("", LOCK_KEY, lease.as_bytes(), 0);
+    assert_eq!(status(&get(&mut w, "10.0.0.2:1", &[])), 429);
+    e.clock.advance(Duration::from_millis(999));
+    assert_eq!(status(&get(&mut w, "10.0.0.2:1", &[])), 429);
+    e.clock.advance(Duration::from_millis(2));
+    let codes: Vec<u32> = (0..3)
+        .map(|_| status(&get(&mut w, "10.0.0.2:1", &[])))
+        .collect();
+    assert_eq!(codes, [200, 200, 429]);
+    assert_eq!(
+        e.host.shared_data().get_in("", LOCK_KEY).map(|(v, _)| v),
+        Some(b"0".to_vec()),
+        "the lock is released after the takeover"
+    );
+    no_traps(&e.host);
 }
 
 #[test]
