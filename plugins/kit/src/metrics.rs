@@ -2,6 +2,7 @@
 //! Prometheus sees them as-is). A host that refuses a metric costs the metric, never the
 //! request.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use proxy_wasm::types::MetricType;
@@ -20,6 +21,40 @@ impl Counters {
             None => {
                 let id = proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).ok();
                 self.ids.insert(name.to_string(), id);
+                id
+            }
+        };
+        if let Some(id) = id {
+            let _ =
+                proxy_wasm::hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// One counter whose name is known at configure time, defined with the host on first use
+/// and then incremented by id: nothing is formatted or looked up per request.
+#[derive(Debug)]
+pub struct Counter {
+    name: String,
+    id: Cell<Option<Option<u32>>>,
+}
+
+impl Counter {
+    /// A counter named `name` (not yet defined with the host).
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            id: Cell::new(None),
+        }
+    }
+
+    /// Adds `n`, defining the counter the first time.
+    pub fn add(&self, n: u64) {
+        let id = match self.id.get() {
+            Some(id) => id,
+            None => {
+                let id = proxy_wasm::hostcalls::define_metric(MetricType::Counter, &self.name).ok();
+                self.id.set(Some(id));
                 id
             }
         };

@@ -17,9 +17,10 @@ use std::time::Duration;
 use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
-    charges, evaluate, hash64, refund_all, Access, Charge, Check, Limiter, Outcome, Plan, RuleState,
+    charges, evaluate, hash64, refund_all, Access, Charge, Check, Limiter, Outcome, Plan,
+    PlannedRule, RuleState,
 };
-use meshward_kit::metrics::Counters;
+use meshward_kit::metrics::{Counter, Counters};
 use meshward_kit::request::{peer_address, RequestView};
 use meshward_kit::store::SharedStore;
 use meshward_kit::{config, reply, time};
@@ -42,6 +43,10 @@ struct Shared {
     limiter: Limiter,
     store: RefCell<SharedStore>,
     counters: RefCell<Counters>,
+    /// Counters by route index, rule index and [`Out`], named at configure time.
+    rule_counters: Vec<Vec<[Counter; OUTCOMES]>>,
+    denied: Counter,
+    bypassed: Counter,
     /// Paced requests with what they were charged (given back if they never go upstream).
     queue: RefCell<DelayQueue<Vec<Charge>>>,
     cache: RefCell<OverLimitCache>,
@@ -54,10 +59,85 @@ impl Shared {
         refund_all(&mut *self.store.borrow_mut(), charged, now, retries);
     }
 
-    fn count(&self, route: &str, rule: &str, outcome: &str) {
-        let name = format!("meshward_ratelimit.{route}.{rule}.{outcome}");
-        self.counters.borrow_mut().add(&name, 1);
+    /// Counts `outcome` for `rule` of the plan's route (by index, precomputed); a request
+    /// without a rule is counted under `fallback`'s name.
+    fn count(&self, plan: &Plan, rule: Option<&PlannedRule>, fallback: &str, outcome: Out) {
+        let found = rule.and_then(|r| {
+            self.rule_counters
+                .get(plan.route.0)?
+                .get(r.index)?
+                .get(outcome as usize)
+        });
+        match found {
+            Some(c) => c.add(1),
+            None => {
+                let (route, rule) = (&plan.route.1, rule.map_or(fallback, |r| r.name.as_str()));
+                let name = format!("meshward_ratelimit.{route}.{rule}.{}", outcome.name());
+                self.counters.borrow_mut().add(&name, 1);
+            }
+        }
     }
+}
+
+/// A counted outcome of one rule.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    Allowed,
+    Limited,
+    Delayed,
+    CasExhausted,
+    ShadowLimited,
+    RlsError,
+}
+
+const OUTCOMES: usize = 6;
+
+impl Out {
+    const ALL: [Out; OUTCOMES] = [
+        Out::Allowed,
+        Out::Limited,
+        Out::Delayed,
+        Out::CasExhausted,
+        Out::ShadowLimited,
+        Out::RlsError,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Out::Allowed => "allowed",
+            Out::Limited => "limited",
+            Out::Delayed => "delayed",
+            Out::CasExhausted => "cas_exhausted",
+            Out::ShadowLimited => "shadow_limited",
+            Out::RlsError => "rls_error",
+        }
+    }
+}
+
+/// Every rule's counters, named once.
+fn rule_counters(limiter: &Limiter) -> Vec<Vec<[Counter; OUTCOMES]>> {
+    limiter
+        .policy()
+        .routes
+        .iter()
+        .map(|route| {
+            route.ratelimit.as_ref().map_or_else(Vec::new, |rl| {
+                rl.rules
+                    .iter()
+                    .map(|rule| {
+                        Out::ALL.map(|o| {
+                            Counter::new(format!(
+                                "meshward_ratelimit.{}.{}.{}",
+                                route.name,
+                                rule.name,
+                                o.name()
+                            ))
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -73,6 +153,7 @@ impl RootContext for Root {
             return false;
         };
         let limiter = Limiter::new(policy);
+        let rule_counters = rule_counters(&limiter);
         let s = limiter.settings().clone();
         let store = SharedStore::new(LOCK_KEY, s.shared.cas_retries);
         store.init();
@@ -88,6 +169,9 @@ impl RootContext for Root {
             limiter,
             store: RefCell::new(store),
             counters: RefCell::new(Counters::default()),
+            rule_counters,
+            denied: Counter::new("meshward_ratelimit.denied".to_string()),
+            bypassed: Counter::new("meshward_ratelimit.bypassed".to_string()),
             queue: RefCell::new(DelayQueue::new(s.queue.max_len as usize)),
             cache: RefCell::new(OverLimitCache::new(cache_cap)),
         }));
@@ -265,7 +349,7 @@ impl Request {
             let pushed = self.shared.queue.borrow_mut().push(held);
             let Err(refused) = pushed else {
                 for r in plan.local() {
-                    self.shared.count(route, &r.name, "delayed");
+                    self.shared.count(plan, Some(r), "", Out::Delayed);
                 }
                 self.log(
                     rid,
@@ -278,19 +362,16 @@ impl Request {
             };
             // Queue full: nothing may be charged for a refused request.
             self.shared.refund(&refused.payload, now);
-            let rule = plan
-                .local()
-                .next()
-                .map_or("queue", |r| r.name.as_str())
-                .to_string();
-            self.shared.count(route, &rule, "limited");
+            let first = plan.local().next();
+            self.shared.count(plan, first, "queue", Out::Limited);
+            let rule = first.map_or("queue", |r| r.name.as_str()).to_string();
             self.log(rid, route, &rule, "limited", " reason=queue-full");
             self.response_headers.clear();
             self.reject(route, &rule, delay_ns, Vec::new());
             return Action::Pause;
         }
         for r in plan.local() {
-            self.shared.count(route, &r.name, "allowed");
+            self.shared.count(plan, Some(r), "", Out::Allowed);
         }
         self.log(rid, route, "*", "allowed", "");
         Action::Continue
@@ -308,7 +389,7 @@ impl Request {
             .and_then(|b| <rls::RateLimitResponse as prost::Message>::decode(b.as_slice()).ok());
         let Some(resp) = decoded else {
             for r in p.plan.global() {
-                self.shared.count(&route, &r.name, "rls_error");
+                self.shared.count(&p.plan, Some(r), "", Out::RlsError);
             }
             self.log(
                 &p.request_id,
@@ -331,7 +412,7 @@ impl Request {
         if resp.overall_code == rls::code::OVER_LIMIT {
             let globals: Vec<_> = p.plan.global().collect();
             let mut retry = 0u64;
-            let mut rule = globals.first().map_or(String::new(), |r| r.name.clone());
+            let mut hit = globals.first().copied();
             for (i, st) in resp.statuses.iter().enumerate() {
                 if st.code == rls::code::OVER_LIMIT {
                     let reset = st.duration_until_reset.as_ref().map_or(0, |d| d.as_nanos());
@@ -343,18 +424,19 @@ impl Request {
                     }
                     retry = retry.max(reset);
                     if let Some(g) = globals.get(i) {
-                        rule = g.name.clone();
+                        hit = Some(*g);
                     }
                 }
             }
+            let rule = hit.map_or(String::new(), |r| r.name.clone());
             self.shared.refund(&p.charged, now);
-            self.shared.count(&route, &rule, "limited");
+            self.shared.count(&p.plan, hit, "", Out::Limited);
             self.log(&p.request_id, &route, &rule, "limited", " source=rls");
             self.reject(&route, &rule, retry, Vec::new());
             return Action::Pause;
         }
         for r in p.plan.global() {
-            self.shared.count(&route, &r.name, "allowed");
+            self.shared.count(&p.plan, Some(r), "", Out::Allowed);
         }
         self.admit(&p.plan, p.charged, p.delay_ns, &p.request_id)
     }
@@ -371,19 +453,13 @@ impl Request {
         let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
         match limiter.access(client) {
             Access::Deny => {
-                shared
-                    .counters
-                    .borrow_mut()
-                    .add("meshward_ratelimit.denied", 1);
+                shared.denied.add(1);
                 self.log(&rid, "-", "-", "denied", "");
                 self.refuse(403, "Forbidden", "the client address is on the deny list");
                 return Action::Pause;
             }
             Access::Bypass => {
-                shared
-                    .counters
-                    .borrow_mut()
-                    .add("meshward_ratelimit.bypassed", 1);
+                shared.bypassed.add(1);
                 self.log(&rid, "-", "-", "bypassed", "");
                 return Action::Continue;
             }
@@ -402,11 +478,9 @@ impl Request {
                 retry_after_ns,
                 states,
             } => {
-                let name = plan
-                    .local()
-                    .nth(rule)
-                    .map_or(String::new(), |r| r.name.clone());
-                shared.count(&route, &name, "limited");
+                let hit = plan.local().nth(rule);
+                let name = hit.map_or(String::new(), |r| r.name.clone());
+                shared.count(&plan, hit, "", Out::Limited);
                 self.log(
                     &rid,
                     &route,
@@ -419,11 +493,9 @@ impl Request {
                 return Action::Pause;
             }
             Outcome::Exhausted { rule, error } => {
-                let name = plan
-                    .local()
-                    .nth(rule)
-                    .map_or(String::new(), |r| r.name.clone());
-                shared.count(&route, &name, "cas_exhausted");
+                let hit = plan.local().nth(rule);
+                let name = hit.map_or(String::new(), |r| r.name.clone());
+                shared.count(&plan, hit, "", Out::CasExhausted);
                 match error {
                     Some(e) => self.log(
                         &rid,
@@ -462,12 +534,12 @@ impl Request {
                 retries,
             ) {
                 Outcome::Reject { .. } => {
-                    shared.count(&route, &r.name, "shadow_limited");
+                    shared.count(&plan, Some(r), "", Out::ShadowLimited);
                     self.log(&rid, &route, &r.name, "shadow_limited", "");
                     shadowed.push(r.name.clone());
                 }
-                Outcome::Exhausted { .. } => shared.count(&route, &r.name, "cas_exhausted"),
-                Outcome::Allow { .. } => shared.count(&route, &r.name, "allowed"),
+                Outcome::Exhausted { .. } => shared.count(&plan, Some(r), "", Out::CasExhausted),
+                Outcome::Allow { .. } => shared.count(&plan, Some(r), "", Out::Allowed),
             }
         }
         if !shadowed.is_empty() {
@@ -490,16 +562,14 @@ impl Request {
                     hash64(&flat)
                 })
                 .collect();
-            let cached = keys.iter().zip(&globals).find_map(|(k, r)| {
-                shared
-                    .cache
-                    .borrow()
-                    .over(*k, now)
-                    .map(|left| (left, r.name.clone()))
-            });
-            if let Some((left, name)) = cached {
+            let cached = keys
+                .iter()
+                .zip(&globals)
+                .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, *r)));
+            if let Some((left, hit)) = cached {
+                let name = hit.name.clone();
                 shared.refund(&charged, now);
-                shared.count(&route, &name, "limited");
+                shared.count(&plan, Some(hit), "", Out::Limited);
                 self.log(&rid, &route, &name, "limited", " source=cache");
                 self.reject(&route, &name, left, Vec::new());
                 return Action::Pause;

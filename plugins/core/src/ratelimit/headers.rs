@@ -3,6 +3,8 @@
 //! draft-03 `X-RateLimit-*` for older clients, `Retry-After` in whole seconds, and RFC 9457
 //! problem+json bodies with the draft's `quota-exceeded` type. Pure string building.
 
+use std::fmt::Write;
+
 use crate::policy::Rate;
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -45,8 +47,7 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
-fn sf_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+fn sf_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         if c == '"' || c == '\\' {
@@ -57,25 +58,31 @@ fn sf_string(s: &str) -> String {
         }
     }
     out.push('"');
+}
+
+/// `"name";a=x;b=y, ...` for every item, written into one string.
+fn fields(items: &[Item], a: &str, b: &str, val: impl Fn(&Item) -> (u64, u64)) -> String {
+    let mut out = String::with_capacity(items.len() * 32);
+    for (n, i) in items.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        sf_string(&mut out, &i.name);
+        let (x, y) = val(i);
+        // Writing into a String cannot fail.
+        let _ = write!(out, ";{a}={x};{b}={y}");
+    }
     out
 }
 
 /// `RateLimit-Policy` value.
 pub fn policy_field(items: &[Item]) -> String {
-    items
-        .iter()
-        .map(|i| format!("{};q={};w={}", sf_string(&i.name), i.quota, i.window_s))
-        .collect::<Vec<_>>()
-        .join(", ")
+    fields(items, "q", "w", |i| (i.quota, i.window_s))
 }
 
 /// `RateLimit` value.
 pub fn ratelimit_field(items: &[Item]) -> String {
-    items
-        .iter()
-        .map(|i| format!("{};r={};t={}", sf_string(&i.name), i.remaining, i.reset_s))
-        .collect::<Vec<_>>()
-        .join(", ")
+    fields(items, "r", "t", |i| (i.remaining, i.reset_s))
 }
 
 /// draft-03 `X-RateLimit-Limit/Remaining/Reset` for the item closest to its limit.

@@ -82,24 +82,55 @@ pub struct Limiter {
     policy: Policy,
     settings: RateLimitSettings,
     headers: Vec<String>,
+    /// Slot-key prefix (`mwrl␟service␟route␟rule␟`) by route and rule index.
+    prefixes: Vec<Vec<Vec<u8>>>,
 }
 
 /// FNV-1a 64 with a splitmix64 finish: cheap, stable across workers and builds.
 pub fn hash64(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Hash64::new();
     for p in parts {
-        for b in p.iter() {
+        h.part(p);
+    }
+    h.finish()
+}
+
+/// [`hash64`] fed one part at a time (no slice of parts to build).
+#[derive(Debug, Clone, Copy)]
+pub struct Hash64(u64);
+
+impl Default for Hash64 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hash64 {
+    /// The FNV offset basis.
+    pub fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Adds one part (its bytes, then a separator).
+    pub fn part(&mut self, p: &[u8]) {
+        let mut h = self.0;
+        for b in p {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
         h ^= 0x1f;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        self.0 = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+
+    /// The finished hash.
+    pub fn finish(self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
 }
 
 /// Parses an address as it appears in `source.address` or X-Forwarded-For: `a.b.c.d`,
@@ -126,10 +157,28 @@ impl Limiter {
     pub fn new(policy: Policy) -> Self {
         let settings = policy.ratelimit_settings();
         let headers = needed_headers(&policy, &settings);
+        let prefixes = policy
+            .routes
+            .iter()
+            .map(|route| {
+                let rules = route.ratelimit.as_ref().map_or(&[][..], |rl| &rl.rules);
+                rules
+                    .iter()
+                    .map(|rule| {
+                        format!(
+                            "mwrl\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}",
+                            policy.service, route.name, rule.name
+                        )
+                        .into_bytes()
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             policy,
             settings,
             headers,
+            prefixes,
         }
     }
 
@@ -227,45 +276,50 @@ impl Limiter {
                 .and_then(|t| rule.tiers.get(t))
                 .copied()
                 .unwrap_or(rule.rate);
-            let mut material: Vec<(String, String)> = Vec::with_capacity(rule.key.len());
+            let value = |part: &KeyPart| -> &str {
+                match part {
+                    KeyPart::ClientIp => client_text.as_deref().unwrap_or(""),
+                    KeyPart::Route => &route.name,
+                    KeyPart::Header(_) | KeyPart::Claim(_) => self.attr(req, part).unwrap_or(""),
+                }
+            };
+            let mut h = Hash64::new();
+            h.part(route.name.as_bytes());
+            h.part(rule.name.as_bytes());
             for part in &rule.key {
-                let (k, v) = match part {
-                    KeyPart::ClientIp => (
-                        "remote_address".to_string(),
-                        client_text.clone().unwrap_or_default(),
-                    ),
-                    KeyPart::Route => ("route".to_string(), route.name.clone()),
-                    KeyPart::Header(h) => {
-                        (h.clone(), self.attr(req, part).unwrap_or("").to_string())
-                    }
-                    KeyPart::Claim(c) => {
-                        (c.clone(), self.attr(req, part).unwrap_or("").to_string())
-                    }
-                };
-                material.push((k, v));
+                h.part(value(part).as_bytes());
             }
-            let mut hash_parts: Vec<&[u8]> = vec![route.name.as_bytes(), rule.name.as_bytes()];
-            for (_, v) in &material {
-                hash_parts.push(v.as_bytes());
-            }
-            let slot = hash64(&hash_parts) % slots;
-            let key = format!(
-                "mwrl\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{slot}",
-                self.policy.service, route.name, rule.name
-            );
+            let slot = h.finish() % slots;
+            let prefix = self
+                .prefixes
+                .get(ri)
+                .and_then(|p| p.get(i))
+                .map_or(&[][..], Vec::as_slice);
+            let mut key = Vec::with_capacity(prefix.len() + 20);
+            key.extend_from_slice(prefix);
+            push_decimal(&mut key, slot);
             let descriptor = rule.global.then(|| {
-                let mut d = vec![(
+                let mut d = Vec::with_capacity(rule.key.len() + 1);
+                d.push((
                     "meshward_rule".to_string(),
                     format!("{}/{}", route.name, rule.name),
-                )];
-                d.extend(material.iter().cloned());
+                ));
+                for part in &rule.key {
+                    let k = match part {
+                        KeyPart::ClientIp => "remote_address",
+                        KeyPart::Route => "route",
+                        KeyPart::Header(h) => h,
+                        KeyPart::Claim(c) => c,
+                    };
+                    d.push((k.to_string(), value(part).to_string()));
+                }
                 d
             });
             rules.push(PlannedRule {
                 index: i,
                 name: rule.name.clone(),
                 check: Check {
-                    slot: key.into_bytes(),
+                    slot: key,
                     params: params(rule, rate),
                     cost: u64::from(rule.cost.unwrap_or(1)),
                 },
@@ -314,6 +368,24 @@ fn needed_headers(policy: &Policy, settings: &RateLimitSettings) -> Vec<String> 
     names.sort();
     names.dedup();
     names
+}
+
+/// Appends `n` in decimal (as `format!("{n}")` would).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            // n % 10 < 10: always one ASCII digit.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or(&[]));
 }
 
 /// Algorithm numbers of `rule` at `rate`.

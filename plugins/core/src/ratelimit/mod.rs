@@ -13,4 +13,4 @@ pub use engine::{
     charges, evaluate, refund_all, Charge, Check, MemoryStore, Outcome, RuleState, Store,
     StoreError,
 };
-pub use limiter::{hash64, parse_addr, Access, Limiter, Plan, PlannedRule};
+pub use limiter::{hash64, parse_addr, Access, Hash64, Limiter, Plan, PlannedRule};
