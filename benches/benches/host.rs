@@ -11,16 +11,7 @@ use meshward_host::{wasmtime_config, Host, PluginSpec, SetOutcome, StreamProps};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-const REQUEST: &[(&str, &str)] = &[
-    (":method", "GET"),
-    (":path", "/api/items?page=2"),
-    (":authority", "svc.local"),
-    (":scheme", "http"),
-    ("user-agent", "bench/1.0"),
-    ("accept", "*/*"),
-    ("x-request-id", "5f1c0c8e-1c1b-4a7e-9b1e-3f0a9c9d2b11"),
-];
-const RESPONSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+use meshward_benches::traffic::{REQUEST, RESPONSE};
 
 /// The no-op guests: the SDK one (the SDK's per-context work is in both host and floor) and
 /// the raw-ABI one (callbacks return at once: host minus floor is the host's own cost).

@@ -18,16 +18,7 @@ use meshward_host::{Flow, Host, PluginSpec, StreamProps, Worker};
 use std::hint::black_box;
 use std::time::Duration;
 
-const REQUEST: &[(&str, &str)] = &[
-    (":method", "GET"),
-    (":path", "/api/items?page=2"),
-    (":authority", "svc.local"),
-    (":scheme", "http"),
-    ("user-agent", "bench/1.0"),
-    ("accept", "*/*"),
-    ("x-request-id", "5f1c0c8e-1c1b-4a7e-9b1e-3f0a9c9d2b11"),
-];
-const RESPONSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+use meshward_benches::traffic::{REQUEST, RESPONSE};
 
 /// Far above what one of 1024 rotating clients can send: every request is allowed.
 const ALLOWED: (&str, u32) = ("100000/s", 100_000);

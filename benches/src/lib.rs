@@ -8,6 +8,7 @@
 //! - [`native::NativeStore`]: Envoy's shared-data rules as plain Rust behind a mutex.
 //! - [`ratelimit::NativeFilter`]: the rate-limit filter's decision made by the same core code
 //!   natively, over [`ratelimit::SharedMap`].
+//! - [`traffic`]: the request and response headers every benchmark sends.
 //! - [`cpu::Clock`]: wall time or this thread's CPU time, so a run on a loaded machine can
 //!   report what the work costs on the CPU as well as how long it took.
 //!
@@ -18,3 +19,4 @@ pub mod floor;
 pub mod native;
 pub mod ratelimit;
 pub mod raw_guest;
+pub mod traffic;
