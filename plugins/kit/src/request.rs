@@ -62,14 +62,6 @@ impl RequestView {
         }
     }
 
-    /// The current request's headers, all of them.
-    pub fn current() -> Self {
-        Self::from_headers(
-            proxy_wasm::hostcalls::get_map(proxy_wasm::types::MapType::HttpRequestHeaders)
-                .unwrap_or_default(),
-        )
-    }
-
     /// `x-request-id`, or `-`.
     pub fn request_id(&self) -> &str {
         self.header("x-request-id").unwrap_or("-")
