@@ -1,5 +1,7 @@
 //! Profiling driver (not a benchmark): runs one host path in a tight loop for `perf record`.
-//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|vm_start|floor|floor_vm [secs]`.
+//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|ratelimit|vm_start|floor|floor_vm [secs]`.
+//! With `--features meshward-host/profiling` and `MESHWARD_WASM_PROFILER=perfmap`, `perf report`
+//! names the guest's functions too.
 
 use meshward_benches::floor::Floor;
 use meshward_host::{wasmtime_config, Host, PluginSpec, StreamProps};
@@ -38,6 +40,31 @@ fn main() {
                     w.release(id);
                 }
                 n += 1000;
+                drop(host.take_logs());
+            }
+        }
+        // The rate-limit filter, every request allowed, 1024 rotating clients.
+        "ratelimit" => {
+            let host = Host::builder().build().expect("host");
+            let cfg = meshward_benches::ratelimit::policy_json("100000/s", 100_000, None);
+            let spec = PluginSpec::new("ratelimit", meshward_artifacts::RATELIMIT)
+                .root_id("ratelimit")
+                .plugin_config(cfg);
+            let plugin = host.load(spec).expect("plugin");
+            let mut w = host.worker(&[plugin]).expect("worker");
+            let peers: Vec<String> = (0..1024u32)
+                .map(|i| format!("10.{}.{}.7:40000", i >> 8, i & 0xff))
+                .collect();
+            let start = Instant::now();
+            while start.elapsed() < until {
+                for peer in &peers {
+                    let id = w.open_http_stream(StreamProps::new().source_address(peer));
+                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                    w.complete(id).expect("complete");
+                    w.release(id);
+                }
+                n += peers.len() as u64;
                 drop(host.take_logs());
             }
         }

@@ -58,6 +58,10 @@ fn config(tier: Tier) -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
     c.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    #[cfg(feature = "profiling")]
+    if std::env::var("MESHWARD_WASM_PROFILER").as_deref() == Ok("perfmap") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if tier != Tier::OnDemand {
         let mut p = PoolingAllocationConfig::default();
         p.total_core_instances(1000);
