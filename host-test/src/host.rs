@@ -275,6 +275,10 @@ pub(crate) struct PluginInner {
     pub(crate) host: std::sync::Weak<HostInner>,
     /// Export indexes checked on the first instance (the configuration check VM).
     pub(crate) exports: std::sync::OnceLock<crate::exports::ExportPlan>,
+    /// The module imports `proxy_get_property`: only then can it read a stream's times
+    /// (`request.time`, `request.duration`), so only then does a worker read the clock when a
+    /// stream opens and completes.
+    pub(crate) reads_properties: bool,
 }
 
 /// A loaded (compiled and configuration-checked) plugin. Cheap to clone.
@@ -373,6 +377,9 @@ impl Host {
                 ));
             }
         }
+        let reads_properties = module
+            .imports()
+            .any(|i| i.module() == "env" && i.name() == "proxy_get_property");
         let pre = inner
             .linker
             .instantiate_pre(&module)
@@ -389,6 +396,7 @@ impl Host {
                 abi_010,
                 host: Arc::downgrade(inner),
                 exports: std::sync::OnceLock::new(),
+                reads_properties,
             }),
         };
         // Configuration check (Envoy's canary VM), with its own throwaway worker state.

@@ -139,11 +139,21 @@ pub(crate) struct Dir {
 impl Dir {
     pub(crate) fn reset(&mut self, n: usize) {
         self.n = n;
-        self.pool.append(&mut self.headers.0);
+        // Trailers first, then the headers, at the end of the pool in order
+        // (`Headers::fill_pooled` reuses the end first); into an empty pool by swapping the
+        // vectors, not moving entries. At most 256 entries are kept (the oldest go).
         if let Some(t) = self.trailers.as_mut() {
             self.pool.append(&mut t.0);
         }
-        self.pool.truncate(256);
+        if self.pool.is_empty() {
+            std::mem::swap(&mut self.pool, &mut self.headers.0);
+        } else {
+            self.pool.append(&mut self.headers.0);
+        }
+        if self.pool.len() > 256 {
+            let extra = self.pool.len() - 256;
+            self.pool.drain(..extra);
+        }
         self.started = false;
         self.headers_eos = false;
         self.hdr_at = 0;

@@ -79,6 +79,10 @@ pub struct Worker {
     stash: VecDeque<Inbox>,
     /// SplitMix64 state for the FailReload backoff jitter (seeded from the host seed).
     rng: u64,
+    /// Some chain plugin can read a stream's start and end times (it imports
+    /// `proxy_get_property`). When none can, the two clock reads per stream are skipped: nothing
+    /// else reads those times, so what any plugin or the embedder sees is the same.
+    stream_times: bool,
 }
 
 impl Drop for Worker {
@@ -148,6 +152,7 @@ impl Worker {
             ctx_scratch: Vec::new(),
             stash: VecDeque::new(),
             rng,
+            stream_times: chain.iter().any(|p| p.inner.reads_properties),
         })
     }
 
@@ -715,10 +720,10 @@ impl Worker {
 
     fn run_actions(&mut self) {
         for _ in 0..10_000 {
-            let actions = std::mem::take(&mut self.core().actions);
-            if actions.is_empty() {
+            if self.core_ref().actions.is_empty() {
                 return;
             }
+            let actions = std::mem::take(&mut self.core().actions);
             for a in actions {
                 match a {
                     Action::Continue {
@@ -745,8 +750,9 @@ impl Worker {
     pub fn open_http_stream(&mut self, props: StreamProps) -> StreamId {
         self.reload_dead();
         let n = self.slots.len();
+        let times = self.stream_times;
         let core = self.core();
-        let now = core.now();
+        let now = if times { core.now() } else { 0 };
         let (slot, gen) = core.alloc_slot();
         let id = StreamId::new(slot, gen);
         core.streams[slot as usize].reset_for(id, n, props, now);
@@ -896,7 +902,11 @@ impl Worker {
     pub fn complete(&mut self, id: StreamId) -> Result<(), HostError> {
         let slot = self.slot(id)?;
         let n = self.slots.len();
-        let now = self.core().now();
+        let now = if self.stream_times {
+            self.core().now()
+        } else {
+            0
+        };
         let mut ctxs = std::mem::take(&mut self.ctx_scratch);
         ctxs.clear();
         let tcp = match self.core().stream_mut(slot) {
@@ -962,12 +972,17 @@ impl Worker {
                 if let Some(vm) = self.slots[p].vm.as_mut() {
                     let d = vm.store.data_mut();
                     d.ctx_streams.remove(&ctxs[p].id);
-                    d.pending_done.retain(|&c| c != ctxs[p].id);
+                    if !d.pending_done.is_empty() {
+                        d.pending_done.retain(|&c| c != ctxs[p].id);
+                    }
                 }
                 let cid = ctxs[p].id;
-                self.core()
-                    .callouts
-                    .retain(|_, c| !(c.plugin == p && c.ctx == cid));
+                let core = self.core();
+                // `retain` visits every bucket of a map that once grew: skip it when empty.
+                if !core.callouts.is_empty() {
+                    core.callouts
+                        .retain(|_, c| !(c.plugin == p && c.ctx == cid));
+                }
             }
         }
         let core = self.core();
@@ -999,7 +1014,12 @@ impl Worker {
         if let Some(s) = core.slot_of(id) {
             if core.stream(s).is_some_and(|st| st.complete) {
                 core.release(s);
-                self.completed.retain(|c| *c != id);
+                // Usually the newest completion (released right after `complete`).
+                if self.completed.back() == Some(&id) {
+                    self.completed.pop_back();
+                } else {
+                    self.completed.retain(|c| *c != id);
+                }
             }
         }
     }

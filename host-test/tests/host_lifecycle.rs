@@ -424,3 +424,55 @@ fn traps_are_read_with_a_cursor_and_the_store_is_bounded() {
     assert_eq!(host.traps_dropped(), 3);
     assert_eq!(b.traps[1].callback, "proxy_on_request_headers");
 }
+
+// ----- stream times -----
+
+/// In `proxy_on_log`, reads `request.time` and `request.duration` with `proxy_get_property` and
+/// stores each answer (8 bytes, LE) in shared data under `time` / `duration`.
+fn records_stream_times() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+  (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "request\00time")
+  (data (i32.const 32) "request\00duration")
+  (data (i32.const 64) "time")
+  (data (i32.const 80) "duration")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func $copy (param $path i32) (param $plen i32) (param $key i32) (param $klen i32)
+    (if (i32.eqz (call $get (local.get $path) (local.get $plen) (i32.const 128) (i32.const 132)))
+      (then (drop (call $set (local.get $key) (local.get $klen)
+        (i32.load (i32.const 128)) (i32.load (i32.const 132)) (i32.const 0))))))
+  (func (export "proxy_on_log") (param i32)
+    (call $copy (i32.const 16) (i32.const 12) (i32.const 64) (i32.const 4))
+    (call $copy (i32.const 32) (i32.const 16) (i32.const 80) (i32.const 8))))"#,
+    )
+    .expect("valid wat")
+}
+
+#[test]
+fn request_time_and_duration_are_recorded_when_any_chain_plugin_can_read_them() {
+    let (host, clock) = virtual_host(DEFAULT_BUFFER_LIMIT);
+    // The first plugin cannot read properties; the second one can.
+    let mut w = worker(
+        &host,
+        vec![
+            PluginSpec::new("plain", fixed(0, 0, 0, 0)),
+            PluginSpec::new("times", records_stream_times()),
+        ],
+    );
+    clock.advance(Duration::from_millis(3));
+    let id = w.open_http_stream(StreamProps::new());
+    w.request_headers(id, &[(":path", "/")], true).unwrap();
+    clock.advance(Duration::from_micros(7_250));
+    w.response_headers(id, &[(":status", "200")], true).unwrap();
+    w.complete(id).unwrap();
+    let read = |key: &[u8]| {
+        let (v, _) = host.shared_data().get(key).expect("stored by on_log");
+        u64::from_le_bytes(v.try_into().expect("8 bytes"))
+    };
+    assert_eq!(read(b"time"), START + 3 * MS);
+    assert_eq!(read(b"duration"), 7_250_000);
+}
