@@ -1,5 +1,5 @@
 //! Profiling driver (not a benchmark): runs one host path in a tight loop for `perf record`.
-//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|ratelimit|vm_start|floor|floor_vm [secs]`.
+//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|ratelimit|shared|vm_start|floor|floor_vm [secs]`.
 //! With `--features meshward-host/profiling` and `MESHWARD_WASM_PROFILER=perfmap`, `perf report`
 //! names the guest's functions too.
 
@@ -23,6 +23,7 @@ fn main() {
         meshward_artifacts::NOOP
     };
     let until = Duration::from_secs_f64(secs);
+    let cpu = meshward_benches::cpu::thread_cpu();
     let start = Instant::now();
     let mut n = 0u64;
     match what {
@@ -66,6 +67,25 @@ fn main() {
                 }
                 n += peers.len() as u64;
                 drop(host.take_logs());
+            }
+        }
+        // Guest-driven shared data: one request runs 1000 get + CAS set pairs (as the
+        // `shared_get_cas_set/guest_loop` benchmark); n counts pairs.
+        "shared" => {
+            let host = Host::builder().build().expect("host");
+            let spec = PluginSpec::new("loop", meshward_artifacts::CONFORMANCE)
+                .plugin_config(b"shared_loop".to_vec());
+            let plugin = host.load(spec).expect("plugin");
+            let mut w = host.worker(&[plugin]).expect("worker");
+            let mut req: Vec<(&str, &str)> = REQUEST[..4].to_vec();
+            req.push(("x-n", "1000"));
+            let start = Instant::now();
+            while start.elapsed() < until {
+                let id = w.open_http_stream(StreamProps::new());
+                black_box(w.request_headers(id, &req, true).expect("request"));
+                w.complete(id).expect("complete");
+                w.release(id);
+                n += 1000;
             }
         }
         "vm_start" => {
@@ -160,9 +180,11 @@ fn main() {
         other => panic!("unknown mode {other}"),
     }
     let el = start.elapsed();
+    let on_cpu = meshward_benches::cpu::thread_cpu().saturating_sub(cpu);
     println!(
-        "{what}: {n} iterations, {:.3} µs each",
-        el.as_secs_f64() * 1e6 / n as f64
+        "{what}: {n} iterations, {:.3} µs each ({:.3} µs on CPU)",
+        el.as_secs_f64() * 1e6 / n as f64,
+        on_cpu.as_secs_f64() * 1e6 / n as f64
     );
 }
 

@@ -46,6 +46,7 @@
 mod abi;
 mod callouts;
 mod clock;
+mod ctx_map;
 mod engine;
 mod error;
 mod exports;

@@ -164,8 +164,16 @@ impl Dir {
             b.clear();
         }
         for v in [&mut self.fresh, &mut self.eos, &mut self.body_paused] {
-            v.clear();
-            v.resize(n + 1, false);
+            if v.len() == n + 1 {
+                // The usual case (the slot's last stream had the same chain): a few stores,
+                // not a `memset` call per vector.
+                for b in v.iter_mut() {
+                    *b = false;
+                }
+            } else {
+                v.clear();
+                v.resize(n + 1, false);
+            }
         }
         self.trailers = None;
         self.tr_at = None;

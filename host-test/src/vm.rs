@@ -11,6 +11,7 @@ use wasmtime::{
     Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
 };
 
+use crate::ctx_map::CtxMap;
 use crate::engine::deadline_ticks;
 use crate::error::LoadError;
 pub(crate) use crate::exports::Callbacks;
@@ -91,27 +92,6 @@ impl CallCtx {
         self.extra.as_deref()
     }
 }
-
-/// Identity hash for context ids (small sequential integers).
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | *b as u64;
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = n as u64;
-    }
-}
-
-/// Context id -> stream slot.
-pub(crate) type CtxMap = HashMap<u32, u32, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Store data of one VM.
 pub(crate) struct VmState {

@@ -971,7 +971,7 @@ impl Worker {
             if ctxs[p].id != 0 {
                 if let Some(vm) = self.slots[p].vm.as_mut() {
                     let d = vm.store.data_mut();
-                    d.ctx_streams.remove(&ctxs[p].id);
+                    d.ctx_streams.remove(ctxs[p].id);
                     if !d.pending_done.is_empty() {
                         d.pending_done.retain(|&c| c != ctxs[p].id);
                     }
@@ -1298,7 +1298,7 @@ impl Worker {
             return None;
         }
         let vm = self.slots[p].vm.as_ref()?;
-        let stream = vm.store.data().ctx_streams.get(&c.ctx).copied();
+        let stream = vm.store.data().ctx_streams.get(c.ctx);
         Some((p, c.ctx, stream))
     }
 

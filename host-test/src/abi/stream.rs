@@ -141,8 +141,8 @@ pub(super) fn add(r: &mut Reg) {
                 st.call.stream = None;
                 return Ok(status::OK);
             }
-            match st.ctx_streams.get(&id) {
-                Some(&slot) => {
+            match st.ctx_streams.get(id) {
+                Some(slot) => {
                     st.call.effective = id;
                     st.call.stream = Some(slot);
                     Ok(status::OK)
