@@ -4,21 +4,20 @@
 //! shared data. It follows `plugins/ratelimit/src/lib.rs` (`Request::decide`, `admit`,
 //! `reject`, `header_fields`) step by step for local rules: the request view, client address,
 //! lists, route and key, the engine's check-then-commit (GCRA), the IETF header fields, the
-//! counter name and the per-decision debug line; what the host does around it (guest calls,
-//! header maps, local reply plumbing) is what the benchmark compares against.
+//! counters by index (and, like the filter under a host that drops debug lines, no log line);
+//! what the host does around it (guest calls, header maps, local reply plumbing) is what the
+//! benchmark compares against.
 //!
 //! Must not know the host; the policy is the same JSON the filter is configured with.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshward_core::policy::{parse_json, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
-    charges, evaluate, parse_addr, Access, Check, Limiter, Outcome, Plan, Record, RuleState, Store,
-    StoreError,
+    evaluate, parse_addr, Access, Limiter, Outcome, Plan, Record, RuleState, Store, StoreError,
 };
 
 /// The benchmark's policy: one token-bucket rule keyed by client address on the catch-all
@@ -111,51 +110,33 @@ impl Store for &SharedMap {
     }
 }
 
-/// The request as the filter copies it out of the host (owned header pairs).
-struct View {
-    method: String,
-    path: String,
-    authority: String,
-    headers: Vec<(String, String)>,
+/// The request as the filter reads it: a lookup in the headers (the filter asks the host
+/// for each value it needs; here they are borrowed from the caller).
+struct View<'r> {
+    headers: &'r [(&'r str, &'r str)],
 }
 
-impl View {
-    fn new(headers: &[(&str, &str)]) -> Self {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        Self {
-            method: get(":method"),
-            path: get(":path"),
-            authority: get(":authority"),
-            headers,
-        }
-    }
-}
-
-impl RequestAttrs for View {
-    fn method(&self) -> &str {
-        &self.method
-    }
-    fn path(&self) -> &str {
-        &self.path
-    }
-    fn host(&self) -> &str {
-        &self.authority
-    }
-    fn header(&self, name: &str) -> Option<&str> {
+impl View<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
+    }
+}
+
+impl RequestAttrs for View<'_> {
+    fn method(&self) -> &str {
+        self.get(":method").unwrap_or("")
+    }
+    fn path(&self) -> &str {
+        self.get(":path").unwrap_or("")
+    }
+    fn host(&self) -> &str {
+        self.get(":authority").unwrap_or("")
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name)
     }
 }
 
@@ -182,17 +163,22 @@ pub enum Decision {
 pub struct NativeFilter<'s> {
     limiter: Limiter,
     store: &'s SharedMap,
-    counters: HashMap<String, u64>,
-    line: String,
+    /// Counter names, and values by the same index (named at configure time, as the filter's).
+    names: Vec<String>,
+    values: Vec<u64>,
+    /// Index of `route.rule.allowed` in `names` by route and rule; `limited` follows it.
+    index: Vec<Vec<usize>>,
+    denied: u64,
 }
 
-fn items(plan: &Plan, states: &[RuleState]) -> Vec<Item> {
+fn items<'p>(plan: &'p Plan, states: &[RuleState]) -> Vec<Item<'p>> {
     plan.local()
+        .iter()
         .zip(states)
         .map(|(r, s)| {
             let (quota, window_s) = headers::quota_window(r.rate);
             Item {
-                name: r.name.clone(),
+                name: &r.name,
                 quota,
                 window_s,
                 remaining: s.remaining,
@@ -202,43 +188,66 @@ fn items(plan: &Plan, states: &[RuleState]) -> Vec<Item> {
         .collect()
 }
 
+const ALLOWED: usize = 0;
+const LIMITED: usize = 1;
+const CAS_EXHAUSTED: usize = 2;
+
 impl<'s> NativeFilter<'s> {
     /// From the filter's JSON configuration.
     pub fn new(config: &[u8], store: &'s SharedMap) -> Result<Self, String> {
         let policy = parse_json(config).map_err(|e| format!("{e:?}"))?;
+        let limiter = Limiter::new(policy);
+        let mut names = Vec::new();
+        let mut index = Vec::new();
+        for route in &limiter.policy().routes {
+            let rules = route.ratelimit.as_ref().map_or(&[][..], |rl| &rl.rules);
+            let mut by_rule = Vec::new();
+            for rule in rules {
+                by_rule.push(names.len());
+                for o in ["allowed", "limited", "cas_exhausted"] {
+                    names.push(format!(
+                        "meshward_ratelimit.{}.{}.{o}",
+                        route.name, rule.name
+                    ));
+                }
+            }
+            index.push(by_rule);
+        }
         Ok(Self {
-            limiter: Limiter::new(policy),
+            values: vec![0; names.len()],
+            limiter,
             store,
-            counters: HashMap::new(),
-            line: String::new(),
+            names,
+            index,
+            denied: 0,
         })
     }
 
     /// A counter's value.
     pub fn counter(&self, name: &str) -> u64 {
-        self.counters.get(name).copied().unwrap_or(0)
+        if name == "meshward_ratelimit.denied" {
+            return self.denied;
+        }
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.values.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
-    fn count(&mut self, route: &str, rule: &str, outcome: &str) {
-        let name = format!("meshward_ratelimit.{route}.{rule}.{outcome}");
-        match self.counters.get_mut(&name) {
-            Some(n) => *n += 1,
-            None => {
-                self.counters.insert(name, 1);
-            }
+    fn count(&mut self, plan: &Plan, rule: usize, outcome: usize) {
+        let i = self
+            .index
+            .get(plan.route.0)
+            .and_then(|r| r.get(rule))
+            .map(|i| i + outcome);
+        if let Some(v) = i.and_then(|i| self.values.get_mut(i)) {
+            *v += 1;
         }
     }
 
-    fn log(&mut self, rid: &str, route: &str, rule: &str, outcome: &str, extra: &str) {
-        self.line.clear();
-        let _ = write!(
-            self.line,
-            "ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}"
-        );
-        std::hint::black_box(&self.line);
-    }
-
-    fn header_fields(&self, items: &[Item]) -> Vec<(&'static str, String)> {
+    fn header_fields(&self, plan: &Plan, items: &[Item]) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if items.is_empty() {
             return out;
@@ -246,11 +255,11 @@ impl<'s> NativeFilter<'s> {
         match self.limiter.settings().response.headers {
             HeaderStyle::None => {}
             HeaderStyle::Ietf => {
-                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit-policy", plan.policy_field.to_string()));
                 out.push(("ratelimit", headers::ratelimit_field(items)));
             }
             HeaderStyle::IetfAndLegacy => {
-                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit-policy", plan.policy_field.to_string()));
                 out.push(("ratelimit", headers::ratelimit_field(items)));
                 out.extend(headers::legacy_fields(items));
             }
@@ -283,22 +292,19 @@ impl<'s> NativeFilter<'s> {
     }
 
     /// The decision for one request from `peer` (`ip:port`) with these headers, at the
-    /// system clock's now. Local rules only (what the benchmark configures).
+    /// system clock's now. Local rules only (what the benchmark configures); like the filter
+    /// under a host that drops debug lines, no log line is formatted.
     pub fn decide(&mut self, peer: &str, request: &[(&str, &str)]) -> Decision {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let req = View::new(request);
-        let rid = req.header("x-request-id").unwrap_or("-").to_string();
+        let req = View { headers: request };
         let client = self
             .limiter
             .client_ip(parse_addr(peer), req.header("x-forwarded-for"));
         match self.limiter.access(client) {
             Access::Deny => {
-                *self
-                    .counters
-                    .entry("meshward_ratelimit.denied".into())
-                    .or_default() += 1;
+                self.denied += 1;
                 return Decision::Reply {
                     status: 403,
                     headers: Vec::new(),
@@ -317,63 +323,44 @@ impl<'s> NativeFilter<'s> {
                 response_headers: Vec::new(),
             };
         };
-        let route = plan.route.1.clone();
         let settings = self.limiter.settings();
         let retries = settings.shared.cas_retries;
         let on_allowed = settings.response.on_allowed;
         let deny_exhausted = settings.shared.on_cas_exhausted == FailureMode::Deny;
-        let local: Vec<Check> = plan.local().map(|r| r.check.clone()).collect();
         let mut store = self.store;
-        let outcome = evaluate(&mut store, &local, now, retries);
-        let (response_headers, taken) = match outcome {
+        let outcome = evaluate(&mut store, plan.local(), now, retries);
+        let response_headers = match outcome {
             Outcome::Reject {
                 rule,
                 retry_after_ns,
                 states,
             } => {
-                let name = plan
-                    .local()
-                    .nth(rule)
-                    .map_or(String::new(), |r| r.name.clone());
-                self.count(&route, &name, "limited");
-                self.log(
-                    &rid,
-                    &route,
-                    &name,
-                    "limited",
-                    &format!(" retry_after_ms={}", retry_after_ns / 1_000_000),
-                );
-                let fields = self.header_fields(&items(&plan, &states));
-                return self.reject(&route, &name, retry_after_ns, fields);
+                let hit = plan.local().get(rule);
+                self.count(&plan, hit.map_or(usize::MAX, |r| r.index), LIMITED);
+                let fields = self.header_fields(&plan, &items(&plan, &states));
+                let name = hit.map_or("", |r| &*r.name);
+                return self.reject(&plan.route.1, name, retry_after_ns, fields);
             }
             Outcome::Exhausted { rule, .. } => {
-                let name = plan
-                    .local()
-                    .nth(rule)
-                    .map_or(String::new(), |r| r.name.clone());
-                self.count(&route, &name, "cas_exhausted");
+                let hit = plan.local().get(rule);
+                self.count(&plan, hit.map_or(usize::MAX, |r| r.index), CAS_EXHAUSTED);
                 if deny_exhausted {
-                    return self.reject(&route, &name, 1_000_000_000, Vec::new());
+                    let name = hit.map_or("", |r| &*r.name);
+                    return self.reject(&plan.route.1, name, 1_000_000_000, Vec::new());
                 }
-                (Vec::new(), Vec::new())
+                Vec::new()
             }
-            Outcome::Allow { states, taken, .. } => {
-                let fields = if on_allowed {
-                    self.header_fields(&items(&plan, &states))
+            Outcome::Allow { states, .. } => {
+                if on_allowed {
+                    self.header_fields(&plan, &items(&plan, &states))
                 } else {
                     Vec::new()
-                };
-                (fields, taken)
+                }
             }
         };
-        // The filter keeps what was charged in case the request is paced or asked about
-        // globally; neither applies here, but the filter pays for it too.
-        std::hint::black_box(charges(local, taken));
         for r in plan.local() {
-            let name = r.name.clone();
-            self.count(&route, &name, "allowed");
+            self.count(&plan, r.index, ALLOWED);
         }
-        self.log(&rid, &route, "*", "allowed", "");
         Decision::Allow { response_headers }
     }
 }

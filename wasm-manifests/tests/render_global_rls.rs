@@ -85,7 +85,7 @@ fn orders_api_global_rule_descriptor_finds_its_limit() {
     let client: IpAddr = "198.51.100.7".parse().unwrap();
     let plan = limiter.plan(&req, Some(client)).expect("checkout route");
     let globals: Vec<_> = plan
-        .rules
+        .rules()
         .iter()
         .filter_map(|r| r.descriptor.clone())
         .collect();
@@ -112,7 +112,7 @@ fn header_keyed_shadow_rule_gets_a_counter_per_value() {
         };
         let plan = limiter.plan(&req, None).expect("query route");
         let d = plan
-            .rules
+            .rules()
             .iter()
             .find_map(|r| r.descriptor.clone())
             .unwrap();

@@ -1,64 +1,44 @@
-//! A snapshot of the request that route matching and keys need: method, path, authority,
-//! the headers, and the peer address. Taken once per request in `on_http_request_headers`,
-//! reading only the headers the policy names (one `proxy_get_header_map_value` each, first
-//! value, as Envoy returns it) instead of copying every header pair.
+//! The request as route matching and keys see it: method, path, authority, the headers the
+//! policy names, and the peer address. Read lazily from the host during
+//! `on_http_request_headers`: each value costs one `proxy_get_header_map_value` (first value,
+//! as Envoy returns it) the first time something asks for it, and nothing is read that no
+//! route, key or tier needs (a catch-all route never reads `:path`). Must not know the policy.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use meshward_core::policy::RequestAttrs;
 use meshward_core::ratelimit::parse_addr;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
 
-/// Request attributes (owned copies; header names lower-case as Envoy gives them).
-#[derive(Debug, Clone, Default)]
-pub struct RequestView {
-    /// `:method`.
-    pub method: String,
-    /// `:path`.
-    pub path: String,
-    /// `:authority`.
-    pub authority: String,
-    /// Headers (all of them from [`Self::from_headers`], only the named ones from
-    /// [`Self::fetch`]).
-    pub headers: Vec<(String, String)>,
+/// The current request's attributes, fetched on first use (header names lower-case as Envoy
+/// gives them). Valid only while the request-headers callback runs.
+#[derive(Debug, Default)]
+pub struct RequestView<'n> {
+    method: OnceCell<String>,
+    path: OnceCell<String>,
+    authority: OnceCell<String>,
+    /// The readable headers, each with its value once fetched.
+    headers: Vec<(&'n str, OnceCell<Option<String>>)>,
 }
 
-impl RequestView {
-    /// From the header pairs the host handed over.
-    pub fn from_headers(headers: Vec<(String, String)>) -> Self {
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        Self {
-            method: get(":method"),
-            path: get(":path"),
-            authority: get(":authority"),
-            headers,
-        }
-    }
+fn fetch(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
 
-    /// The current request's pseudo-headers and the headers in `names` (lower-case; a name
-    /// the request lacks is left out). Only these are visible to [`RequestAttrs::header`].
-    pub fn fetch(names: &[String]) -> Self {
-        let get = |n: &str| {
-            proxy_wasm::hostcalls::get_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, n)
-                .ok()
-                .flatten()
-        };
-        let mut headers = Vec::with_capacity(names.len());
-        for n in names {
-            if let Some(v) = get(n) {
-                headers.push((n.clone(), v));
-            }
-        }
+impl<'n> RequestView<'n> {
+    /// A view of the current request in which only the headers in `names` (lower-case) are
+    /// visible to [`RequestAttrs::header`]; nothing is read yet.
+    pub fn fetch(names: &'n [String]) -> Self {
         Self {
-            method: get(":method").unwrap_or_default(),
-            path: get(":path").unwrap_or_default(),
-            authority: get(":authority").unwrap_or_default(),
-            headers,
+            headers: names
+                .iter()
+                .map(|n| (n.as_str(), OnceCell::new()))
+                .collect(),
+            ..Self::default()
         }
     }
 
@@ -68,26 +48,29 @@ impl RequestView {
     }
 }
 
-impl RequestAttrs for RequestView {
+impl RequestAttrs for RequestView<'_> {
     fn method(&self) -> &str {
-        &self.method
+        self.method
+            .get_or_init(|| fetch(":method").unwrap_or_default())
     }
     fn path(&self) -> &str {
-        &self.path
+        self.path.get_or_init(|| fetch(":path").unwrap_or_default())
     }
     fn host(&self) -> &str {
-        &self.authority
+        self.authority
+            .get_or_init(|| fetch(":authority").unwrap_or_default())
     }
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+        let (n, value) = self
+            .headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+        value.get_or_init(|| fetch(n)).as_deref()
     }
 }
 
 /// The downstream peer address (`source.address`), if the host knows it.
 pub fn peer_address() -> Option<IpAddr> {
-    let raw = proxy_wasm::hostcalls::get_property(vec!["source", "address"]).ok()??;
+    let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
     parse_addr(std::str::from_utf8(&raw).ok()?)
 }

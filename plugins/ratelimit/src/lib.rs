@@ -17,8 +17,8 @@ use std::time::Duration;
 use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
-    charges, evaluate, hash64, refund_all, Access, Charge, Check, Limiter, Outcome, Plan,
-    PlannedRule, RuleState,
+    charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, Plan, PlannedRule,
+    RuleState,
 };
 use meshward_kit::metrics::{Counter, Counters};
 use meshward_kit::request::{peer_address, RequestView};
@@ -71,7 +71,7 @@ impl Shared {
         match found {
             Some(c) => c.add(1),
             None => {
-                let (route, rule) = (&plan.route.1, rule.map_or(fallback, |r| r.name.as_str()));
+                let (route, rule) = (&plan.route.1, rule.map_or(fallback, |r| &*r.name));
                 let name = format!("meshward_ratelimit.{route}.{rule}.{}", outcome.name());
                 self.counters.borrow_mut().add(&name, 1);
             }
@@ -251,13 +251,14 @@ struct Request {
     debug: bool,
 }
 
-fn items(plan: &Plan, states: &[RuleState]) -> Vec<Item> {
+fn items<'p>(plan: &'p Plan, states: &[RuleState]) -> Vec<Item<'p>> {
     plan.local()
+        .iter()
         .zip(states)
         .map(|(r, s)| {
             let (quota, window_s) = headers::quota_window(r.rate);
             Item {
-                name: r.name.clone(),
+                name: &r.name,
                 quota,
                 window_s,
                 remaining: s.remaining,
@@ -272,7 +273,7 @@ impl Request {
         self.shared.limiter.settings().response.headers
     }
 
-    fn header_fields(&self, items: &[Item]) -> Vec<(&'static str, String)> {
+    fn header_fields(&self, plan: &Plan, items: &[Item]) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if items.is_empty() {
             return out;
@@ -280,11 +281,11 @@ impl Request {
         match self.style() {
             HeaderStyle::None => {}
             HeaderStyle::Ietf => {
-                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit-policy", plan.policy_field.to_string()));
                 out.push(("ratelimit", headers::ratelimit_field(items)));
             }
             HeaderStyle::IetfAndLegacy => {
-                out.push(("ratelimit-policy", headers::policy_field(items)));
+                out.push(("ratelimit-policy", plan.policy_field.to_string()));
                 out.push(("ratelimit", headers::ratelimit_field(items)));
                 out.extend(headers::legacy_fields(items));
             }
@@ -334,7 +335,7 @@ impl Request {
 
     /// After every enforcing rule passed: pace or forward.
     fn admit(&mut self, plan: &Plan, charged: Vec<Charge>, delay_ns: u64, rid: &str) -> Action {
-        let route = plan.route.1.as_str();
+        let route: &str = &plan.route.1;
         if delay_ns > 0 {
             let now = time::now_nanos();
             let tick = self.shared.limiter.settings().queue.tick.as_nanos();
@@ -362,12 +363,12 @@ impl Request {
             };
             // Queue full: nothing may be charged for a refused request.
             self.shared.refund(&refused.payload, now);
-            let first = plan.local().next();
+            let first = plan.local().first();
             self.shared.count(plan, first, "queue", Out::Limited);
-            let rule = first.map_or("queue", |r| r.name.as_str()).to_string();
-            self.log(rid, route, &rule, "limited", " reason=queue-full");
+            let rule = first.map_or("queue", |r| &*r.name);
+            self.log(rid, route, rule, "limited", " reason=queue-full");
             self.response_headers.clear();
-            self.reject(route, &rule, delay_ns, Vec::new());
+            self.reject(route, rule, delay_ns, Vec::new());
             return Action::Pause;
         }
         for r in plan.local() {
@@ -410,9 +411,9 @@ impl Request {
             return self.admit(&p.plan, p.charged, p.delay_ns, &p.request_id);
         };
         if resp.overall_code == rls::code::OVER_LIMIT {
-            let globals: Vec<_> = p.plan.global().collect();
+            let globals = p.plan.global();
             let mut retry = 0u64;
-            let mut hit = globals.first().copied();
+            let mut hit = globals.first();
             for (i, st) in resp.statuses.iter().enumerate() {
                 if st.code == rls::code::OVER_LIMIT {
                     let reset = st.duration_until_reset.as_ref().map_or(0, |d| d.as_nanos());
@@ -424,15 +425,15 @@ impl Request {
                     }
                     retry = retry.max(reset);
                     if let Some(g) = globals.get(i) {
-                        hit = Some(*g);
+                        hit = Some(g);
                     }
                 }
             }
-            let rule = hit.map_or(String::new(), |r| r.name.clone());
+            let rule = hit.map_or("", |r| &*r.name);
             self.shared.refund(&p.charged, now);
             self.shared.count(&p.plan, hit, "", Out::Limited);
-            self.log(&p.request_id, &route, &rule, "limited", " source=rls");
-            self.reject(&route, &rule, retry, Vec::new());
+            self.log(&p.request_id, &route, rule, "limited", " source=rls");
+            self.reject(&route, rule, retry, Vec::new());
             return Action::Pause;
         }
         for r in p.plan.global() {
@@ -449,18 +450,26 @@ impl Request {
         self.debug = proxy_wasm::hostcalls::get_log_level()
             .is_ok_and(|l| matches!(l, LogLevel::Trace | LogLevel::Debug));
         let req = RequestView::fetch(limiter.header_names());
-        let rid = req.request_id().to_string();
+        // The request id is only read for a debug line or a global call (`rid()`).
+        let debug = self.debug;
+        let rid = move |req: &RequestView| -> String {
+            if debug {
+                req.request_id().to_string()
+            } else {
+                String::new()
+            }
+        };
         let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
         match limiter.access(client) {
             Access::Deny => {
                 shared.denied.add(1);
-                self.log(&rid, "-", "-", "denied", "");
+                self.log(&rid(&req), "-", "-", "denied", "");
                 self.refuse(403, "Forbidden", "the client address is on the deny list");
                 return Action::Pause;
             }
             Access::Bypass => {
                 shared.bypassed.add(1);
-                self.log(&rid, "-", "-", "bypassed", "");
+                self.log(&rid(&req), "-", "-", "bypassed", "");
                 return Action::Continue;
             }
             Access::Limit => {}
@@ -470,44 +479,43 @@ impl Request {
         };
         let route = plan.route.1.clone();
         let retries = settings.shared.cas_retries;
-        let local: Vec<Check> = plan.local().map(|r| r.check.clone()).collect();
-        let outcome = evaluate(&mut *shared.store.borrow_mut(), &local, now, retries);
+        let outcome = evaluate(&mut *shared.store.borrow_mut(), plan.local(), now, retries);
         let (delay_ns, taken) = match outcome {
             Outcome::Reject {
                 rule,
                 retry_after_ns,
                 states,
             } => {
-                let hit = plan.local().nth(rule);
-                let name = hit.map_or(String::new(), |r| r.name.clone());
+                let hit = plan.local().get(rule);
+                let name = hit.map_or("", |r| &*r.name);
                 shared.count(&plan, hit, "", Out::Limited);
                 self.log(
-                    &rid,
+                    &rid(&req),
                     &route,
-                    &name,
+                    name,
                     "limited",
                     format_args!(" retry_after_ms={}", retry_after_ns / 1_000_000),
                 );
-                let fields = self.header_fields(&items(&plan, &states));
-                self.reject(&route, &name, retry_after_ns, fields);
+                let fields = self.header_fields(&plan, &items(&plan, &states));
+                self.reject(&route, name, retry_after_ns, fields);
                 return Action::Pause;
             }
             Outcome::Exhausted { rule, error } => {
-                let hit = plan.local().nth(rule);
-                let name = hit.map_or(String::new(), |r| r.name.clone());
+                let hit = plan.local().get(rule);
+                let name = hit.map_or("", |r| &*r.name);
                 shared.count(&plan, hit, "", Out::CasExhausted);
                 match error {
                     Some(e) => self.log(
-                        &rid,
+                        &rid(&req),
                         &route,
-                        &name,
+                        name,
                         "cas_exhausted",
                         format_args!(" error={e}"),
                     ),
-                    None => self.log(&rid, &route, &name, "cas_exhausted", ""),
+                    None => self.log(&rid(&req), &route, name, "cas_exhausted", ""),
                 }
                 if settings.shared.on_cas_exhausted == FailureMode::Deny {
-                    self.reject(&route, &name, 1_000_000_000, Vec::new());
+                    self.reject(&route, name, 1_000_000_000, Vec::new());
                     return Action::Pause;
                 }
                 (0, Vec::new())
@@ -518,38 +526,49 @@ impl Request {
                 taken,
             } => {
                 if settings.response.on_allowed {
-                    self.response_headers = self.header_fields(&items(&plan, &states));
+                    self.response_headers = self.header_fields(&plan, &items(&plan, &states));
                 }
                 (delay_ns, taken)
             }
         };
-        let charged = charges(local, taken);
+        // What was charged is kept only where it may have to be given back: a paced request
+        // or one that still waits for the global service.
+        let charged = if delay_ns > 0 || !plan.global().is_empty() {
+            charges(
+                plan.local().iter().map(|r| r.check.clone()).collect(),
+                taken,
+            )
+        } else {
+            Vec::new()
+        };
+        let rid = rid(&req);
         // Shadow rules: charged when they admit, counted and marked when they would not.
-        let mut shadowed = Vec::new();
+        // Names of the shadow rules that would have refused, comma-separated.
+        let mut shadowed = String::new();
         for r in plan.shadow() {
             match evaluate(
                 &mut *shared.store.borrow_mut(),
-                std::slice::from_ref(&r.check),
+                std::slice::from_ref(r),
                 now,
                 retries,
             ) {
                 Outcome::Reject { .. } => {
                     shared.count(&plan, Some(r), "", Out::ShadowLimited);
                     self.log(&rid, &route, &r.name, "shadow_limited", "");
-                    shadowed.push(r.name.clone());
+                    if !shadowed.is_empty() {
+                        shadowed.push(',');
+                    }
+                    shadowed.push_str(&r.name);
                 }
                 Outcome::Exhausted { .. } => shared.count(&plan, Some(r), "", Out::CasExhausted),
                 Outcome::Allow { .. } => shared.count(&plan, Some(r), "", Out::Allowed),
             }
         }
         if !shadowed.is_empty() {
-            self.set_http_request_header(
-                &settings.response.shadow_header,
-                Some(&shadowed.join(",")),
-            );
+            self.set_http_request_header(&settings.response.shadow_header, Some(&shadowed));
         }
         // Global rules: one call for all of them.
-        let globals: Vec<_> = plan.global().collect();
+        let globals = plan.global();
         if let (false, Some(g)) = (globals.is_empty(), settings.global.as_ref()) {
             let keys: Vec<u64> = globals
                 .iter()
@@ -564,8 +583,8 @@ impl Request {
                 .collect();
             let cached = keys
                 .iter()
-                .zip(&globals)
-                .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, *r)));
+                .zip(globals)
+                .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, r)));
             if let Some((left, hit)) = cached {
                 let name = hit.name.clone();
                 shared.refund(&charged, now);

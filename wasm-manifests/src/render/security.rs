@@ -51,7 +51,11 @@ pub(super) fn render(ctx: &Ctx, out: &mut Out) -> Result<(), RenderError> {
     claims_used.sort();
     claims_used.dedup();
 
-    let mut claim_headers: BTreeMap<String, String> = settings.claim_headers.clone();
+    let mut claim_headers: BTreeMap<String, String> = settings
+        .claim_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if let Some(jwt) = &dep.jwt {
         for (c, h) in &jwt.claims_to_headers {
             claim_headers.insert(c.clone(), h.clone());

@@ -8,6 +8,7 @@ mod de;
 #[cfg(feature = "deployment")]
 pub mod deployment;
 mod error;
+mod map;
 mod parse;
 mod ratelimit;
 mod route;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cidr::{canonical as canonical_ip, mask as mask_ip, Cidr};
 pub use error::{PolicyError, PolicyErrors};
+pub use map::Map;
 pub use parse::parse_json;
 #[cfg(feature = "yaml")]
 pub use parse::parse_yaml;

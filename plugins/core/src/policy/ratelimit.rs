@@ -3,13 +3,13 @@
 //! shared-data bounds and the global rate limit service. Only types and their parsing from
 //! strings live here; checks that span fields are in `validate.rs`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::cidr::Cidr;
+use super::map::Map;
 use super::units::{Duration, Rate, UnitError};
 
 /// Rate limits of one route.
@@ -40,8 +40,8 @@ pub struct Rule {
     pub key: Vec<KeyPart>,
     /// Per-tier rate overrides: `{ free: 10/s, premium: 1000/s }`. A tier not listed uses
     /// `rate`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tiers: BTreeMap<String, Rate>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub tiers: Map<Rate>,
     /// Count and mark would-be rejections but let them through.
     #[serde(default, skip_serializing_if = "is_false")]
     pub shadow: bool,
@@ -191,8 +191,8 @@ pub struct RateLimitSettings {
     pub tiers: Option<TierSettings>,
     /// JWT claim name -> the request header Istio's `RequestAuthentication`
     /// (`outputClaimToHeaders`) writes it to.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub claim_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub claim_headers: Map<String>,
     /// Clients in these blocks bypass every rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_cidrs: Vec<Cidr>,

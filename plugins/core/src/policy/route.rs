@@ -4,10 +4,9 @@
 //! header values narrow it. Knows nothing of proxy-wasm: the caller hands in the request
 //! attributes through [`RequestAttrs`].
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::map::Map;
 use super::ratelimit::RouteRateLimit;
 
 /// The name of the catch-all route.
@@ -56,8 +55,8 @@ pub struct RouteMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Exact header values (names lower-case).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub headers: Map<String>,
 }
 
 /// A path condition.

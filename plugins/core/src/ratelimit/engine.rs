@@ -38,6 +38,12 @@ pub struct Check {
     pub cost: u64,
 }
 
+impl AsRef<Check> for Check {
+    fn as_ref(&self) -> &Check {
+        self
+    }
+}
+
 /// Per-rule numbers for headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RuleState {
@@ -106,12 +112,18 @@ fn load_or_create(store: &mut dyn Store, slot: &[u8]) -> Result<(Record, u32), S
         .ok_or_else(|| StoreError("slot vanished right after it was created".into()))
 }
 
-/// Evaluates `checks` at `now` with at most `retries` CAS attempts per rule.
-pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32) -> Outcome {
+/// Evaluates `checks` (anything holding a [`Check`]: the checks themselves, or planned rules)
+/// at `now` with at most `retries` CAS attempts per rule.
+pub fn evaluate<C: AsRef<Check>>(
+    store: &mut dyn Store,
+    checks: &[C],
+    now: u64,
+    retries: u32,
+) -> Outcome {
     let mut states = vec![RuleState::default(); checks.len()];
     let mut loaded = Vec::with_capacity(checks.len());
     // Phase 1: decide on a snapshot, write nothing.
-    for (i, c) in checks.iter().enumerate() {
+    for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
         let (rec, ver) = match store.load(&c.slot) {
             Ok(v) => v.map_or((None, None), |(r, v)| (Some(r), Some(v))),
             Err(e) => {
@@ -154,7 +166,7 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
     // Phase 2: commit each with CAS; undo on a late rejection.
     let mut delay_ns = 0u64;
     let mut taken: Vec<Record> = Vec::with_capacity(checks.len());
-    for (i, c) in checks.iter().enumerate() {
+    for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
         let mut snapshot = loaded.get(i).copied().flatten();
         let mut committed = false;
         for _ in 0..retries.max(1) {
@@ -231,9 +243,15 @@ pub fn evaluate(store: &mut dyn Store, checks: &[Check], now: u64, retries: u32)
 }
 
 /// Refunds the checks committed so far (`taken` holds one record per committed check).
-fn undo(store: &mut dyn Store, checks: &[Check], taken: &[Record], now: u64, retries: u32) {
+fn undo<C: AsRef<Check>>(
+    store: &mut dyn Store,
+    checks: &[C],
+    taken: &[Record],
+    now: u64,
+    retries: u32,
+) {
     for (c, t) in checks.iter().zip(taken) {
-        give_back(store, c, *t, now, retries);
+        give_back(store, c.as_ref(), *t, now, retries);
     }
 }
 

@@ -1,9 +1,9 @@
 //! What a client is told: IETF `RateLimit-Policy` / `RateLimit` structured fields
 //! (draft-ietf-httpapi-ratelimit-headers-10: `"name";q=100;w=60` and `"name";r=50;t=30`),
 //! draft-03 `X-RateLimit-*` for older clients, `Retry-After` in whole seconds, and RFC 9457
-//! problem+json bodies with the draft's `quota-exceeded` type. Pure string building.
-
-use std::fmt::Write;
+//! problem+json bodies with the draft's `quota-exceeded` type. Pure string building, and
+//! without `core::fmt` on the per-request fields (it is the slowest part of a decision in an
+//! `opt-level = "z"` Wasm module): numbers go through [`push_u64`].
 
 use crate::policy::Rate;
 
@@ -14,9 +14,9 @@ pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-type
 
 /// One rule as the headers describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
+pub struct Item<'a> {
     /// Policy identifier (rule name).
-    pub name: String,
+    pub name: &'a str,
     /// Quota `q` per window `w` seconds.
     pub quota: u64,
     /// Window `w` in whole seconds (>= 1).
@@ -47,14 +47,41 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
+/// Appends `n` in decimal (what `write!(out, "{n}")` writes).
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    while i > 0 {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            // n % 10 < 10: one ASCII digit.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in digits.get(i..).unwrap_or(&[]) {
+        out.push(char::from(*d));
+    }
+}
+
 fn sf_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        if (' '..='~').contains(&c) {
-            out.push(c);
+    // Rule names are DNS-1123 labels: the common case needs no escaping and is copied whole.
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            if (' '..='~').contains(&c) {
+                out.push(c);
+            }
         }
     }
     out.push('"');
@@ -67,10 +94,14 @@ fn fields(items: &[Item], a: &str, b: &str, val: impl Fn(&Item) -> (u64, u64)) -
         if n > 0 {
             out.push_str(", ");
         }
-        sf_string(&mut out, &i.name);
+        sf_string(&mut out, i.name);
         let (x, y) = val(i);
-        // Writing into a String cannot fail.
-        let _ = write!(out, ";{a}={x};{b}={y}");
+        for (k, v) in [(a, x), (b, y)] {
+            out.push(';');
+            out.push_str(k);
+            out.push('=');
+            push_u64(&mut out, v);
+        }
     }
     out
 }
@@ -93,13 +124,20 @@ pub fn legacy_fields(items: &[Item]) -> Vec<(&'static str, String)> {
     else {
         return Vec::new();
     };
+    let number = |n: u64| {
+        let mut s = String::with_capacity(20);
+        push_u64(&mut s, n);
+        s
+    };
+    let mut limit = number(i.quota);
+    limit.push_str(", ");
+    push_u64(&mut limit, i.quota);
+    limit.push_str(";w=");
+    push_u64(&mut limit, i.window_s);
     vec![
-        (
-            "x-ratelimit-limit",
-            format!("{}, {};w={}", i.quota, i.quota, i.window_s),
-        ),
-        ("x-ratelimit-remaining", i.remaining.to_string()),
-        ("x-ratelimit-reset", i.reset_s.to_string()),
+        ("x-ratelimit-limit", limit),
+        ("x-ratelimit-remaining", number(i.remaining)),
+        ("x-ratelimit-reset", number(i.reset_s)),
     ]
 }
 
@@ -111,14 +149,25 @@ fn json_string(s: &str) -> String {
 
 /// RFC 9457 body for a rate-limited request.
 pub fn quota_exceeded_body(status: u16, route: &str, rule: &str, retry_s: u64) -> String {
-    format!(
-        "{{\"type\":{},\"title\":\"Too Many Requests\",\"status\":{status},\"detail\":{},\"violated-policies\":[{}]}}",
-        json_string(QUOTA_EXCEEDED),
-        json_string(&format!(
-            "rate limit `{rule}` of route `{route}` exceeded; retry in {retry_s} s"
-        )),
-        json_string(rule)
-    )
+    let mut detail = String::with_capacity(64 + rule.len() + route.len());
+    detail.push_str("rate limit `");
+    detail.push_str(rule);
+    detail.push_str("` of route `");
+    detail.push_str(route);
+    detail.push_str("` exceeded; retry in ");
+    push_u64(&mut detail, retry_s);
+    detail.push_str(" s");
+    let mut out = String::with_capacity(192 + detail.len() + rule.len());
+    out.push_str("{\"type\":");
+    out.push_str(&json_string(QUOTA_EXCEEDED));
+    out.push_str(",\"title\":\"Too Many Requests\",\"status\":");
+    push_u64(&mut out, u64::from(status));
+    out.push_str(",\"detail\":");
+    out.push_str(&json_string(&detail));
+    out.push_str(",\"violated-policies\":[");
+    out.push_str(&json_string(rule));
+    out.push_str("]}");
+    out
 }
 
 /// RFC 9457 body for a request refused outright (deny list, global limit unavailable).
@@ -128,4 +177,67 @@ pub fn problem_body(status: u16, title: &str, detail: &str) -> String {
         json_string(title),
         json_string(detail)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 12_345, 1 << 40, u64::MAX] {
+            let mut s = String::from("x");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
+
+    #[test]
+    fn structured_fields_list_every_item() {
+        let items = [
+            Item {
+                name: "per-client",
+                quota: 100,
+                window_s: 60,
+                remaining: 7,
+                reset_s: 12,
+            },
+            Item {
+                name: "a\"b\\c\u{7f}",
+                quota: 5,
+                window_s: 1,
+                remaining: 0,
+                reset_s: 1,
+            },
+        ];
+        assert_eq!(
+            policy_field(&items),
+            r#""per-client";q=100;w=60, "a\"b\\c";q=5;w=1"#
+        );
+        assert_eq!(
+            ratelimit_field(&items),
+            r#""per-client";r=7;t=12, "a\"b\\c";r=0;t=1"#
+        );
+        assert_eq!(
+            legacy_fields(&items),
+            [
+                ("x-ratelimit-limit", "5, 5;w=1".to_string()),
+                ("x-ratelimit-remaining", "0".to_string()),
+                ("x-ratelimit-reset", "1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_problem_body_is_json_naming_rule_route_and_retry() {
+        let body = quota_exceeded_body(429, "api", "per \"client\"", 3);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["type"], QUOTA_EXCEEDED);
+        assert_eq!(v["status"], 429);
+        assert_eq!(
+            v["detail"],
+            "rate limit `per \"client\"` of route `api` exceeded; retry in 3 s"
+        );
+        assert_eq!(v["violated-policies"][0], "per \"client\"");
+    }
 }

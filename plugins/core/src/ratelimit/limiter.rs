@@ -8,15 +8,17 @@
 //! is under-admission for both, never over-admission); with `n` active keys the share of
 //! keys that collide is about `1 - e^(-n/slots)`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::policy::{
     canonical_ip, mask_ip, Algorithm, IpSource, KeyPart, Policy, Rate, RateLimitSettings,
-    RequestAttrs, Rule,
+    RequestAttrs, Rule, TierSettings,
 };
 
 use super::algo::Params;
 use super::engine::Check;
+use super::headers::{self, Item};
 
 /// How a client address is treated before any rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +36,8 @@ pub enum Access {
 pub struct PlannedRule {
     /// Index of the rule in its route.
     pub index: usize,
-    /// Rule name.
-    pub name: String,
+    /// Rule name (shared with the limiter: cloning it copies nothing).
+    pub name: Arc<str>,
     /// The engine's check (slot + params + cost).
     pub check: Check,
     /// Effective rate (after the tier override).
@@ -46,34 +48,66 @@ pub struct PlannedRule {
     pub descriptor: Option<Vec<(String, String)>>,
 }
 
+impl AsRef<Check> for PlannedRule {
+    fn as_ref(&self) -> &Check {
+        &self.check
+    }
+}
+
 /// Everything the filter needs for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Index and name of the matched route.
-    pub route: (usize, String),
+    pub route: (usize, Arc<str>),
     /// The request's tier (when tiers are configured).
-    pub tier: Option<String>,
-    /// The route's rules, in policy order.
-    pub rules: Vec<PlannedRule>,
+    pub tier: Option<Arc<str>>,
+    /// The `RateLimit-Policy` field value of the enforcing local rules at this tier
+    /// (computed once per route and tier when the limiter is built).
+    pub policy_field: Arc<str>,
+    /// The route's rules grouped by kind: enforcing local rules, then shadow rules, then
+    /// global rules, each group in policy order (so each kind is one slice).
+    rules: Vec<PlannedRule>,
+    /// End of the local group in `rules`.
+    local_end: usize,
+    /// End of the shadow group in `rules`.
+    shadow_end: usize,
 }
 
 impl Plan {
-    /// Enforcing local rules.
-    pub fn local(&self) -> impl Iterator<Item = &PlannedRule> {
+    /// Every rule of the route, grouped by kind (local, shadow, global).
+    pub fn rules(&self) -> &[PlannedRule] {
+        &self.rules
+    }
+    /// Enforcing local rules, in policy order.
+    pub fn local(&self) -> &[PlannedRule] {
+        self.rules.get(..self.local_end).unwrap_or(&[])
+    }
+    /// Shadow local rules, in policy order.
+    pub fn shadow(&self) -> &[PlannedRule] {
         self.rules
-            .iter()
-            .filter(|r| !r.shadow && r.descriptor.is_none())
+            .get(self.local_end..self.shadow_end)
+            .unwrap_or(&[])
     }
-    /// Shadow local rules.
-    pub fn shadow(&self) -> impl Iterator<Item = &PlannedRule> {
-        self.rules
-            .iter()
-            .filter(|r| r.shadow && r.descriptor.is_none())
+    /// Global rules, in policy order.
+    pub fn global(&self) -> &[PlannedRule] {
+        self.rules.get(self.shadow_end..).unwrap_or(&[])
     }
-    /// Global rules.
-    pub fn global(&self) -> impl Iterator<Item = &PlannedRule> {
-        self.rules.iter().filter(|r| r.descriptor.is_some())
-    }
+}
+
+/// A route's names and slot-key prefixes, compiled once.
+#[derive(Debug, Clone)]
+struct CompiledRoute {
+    name: Arc<str>,
+    rules: Vec<CompiledRule>,
+    /// `RateLimit-Policy` of the enforcing local rules, by tier index (one entry without tiers).
+    policy_fields: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    name: Arc<str>,
+    /// Slot-key prefix `mwrl␟service␟route␟rule␟`.
+    prefix: Vec<u8>,
 }
 
 /// The compiled policy.
@@ -82,8 +116,10 @@ pub struct Limiter {
     policy: Policy,
     settings: RateLimitSettings,
     headers: Vec<String>,
-    /// Slot-key prefix (`mwrl␟service␟route␟rule␟`) by route and rule index.
-    prefixes: Vec<Vec<Vec<u8>>>,
+    /// By route index.
+    routes: Vec<CompiledRoute>,
+    /// Tier names (and the default tier last), shared with every plan.
+    tiers: Vec<Arc<str>>,
 }
 
 /// FNV-1a 64 with a splitmix64 finish: cheap, stable across workers and builds.
@@ -137,19 +173,64 @@ impl Hash64 {
 /// `a.b.c.d:port`, `::1`, `[::1]:port`. IPv4-mapped IPv6 becomes IPv4.
 pub fn parse_addr(s: &str) -> Option<IpAddr> {
     let s = s.trim();
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(canonical_ip(ip));
+    if let Some(v4) = parse_v4_port(s) {
+        return Some(IpAddr::V4(v4));
     }
     if let Some(rest) = s.strip_prefix('[') {
         let inner = rest.split(']').next()?;
         return inner.parse::<IpAddr>().ok().map(canonical_ip);
     }
-    let (host, port) = s.rsplit_once(':')?;
-    if port.bytes().all(|b| b.is_ascii_digit()) {
-        host.parse::<IpAddr>().ok().map(canonical_ip)
-    } else {
-        None
+    let host_port = s
+        .rsplit_once(':')
+        .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    // `a.b.c.d:port`, the usual `source.address`, first: a whole-string parse would fail on
+    // it twice (as IPv4, then as IPv6). No valid IPv6 literal has this shape.
+    if let Some(v4) = host_port.and_then(|(h, _)| h.parse::<Ipv4Addr>().ok()) {
+        return Some(IpAddr::V4(v4));
     }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical_ip(ip));
+    }
+    host_port.and_then(|(h, _)| h.parse::<IpAddr>().ok().map(canonical_ip))
+}
+
+/// `a.b.c.d` or `a.b.c.d:port`, the form `source.address` has for every IPv4 client, read
+/// in one pass. Accepts only what the standard parser accepts (no leading zeros, octets up to
+/// 255); `None` sends anything else to the general path.
+fn parse_v4_port(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let (mut n, mut val, mut digits) = (0usize, 0u32, 0u32);
+    let mut bytes = s.bytes();
+    let mut port = false;
+    for b in bytes.by_ref() {
+        match b {
+            b'0'..=b'9' if digits < 3 && !(digits == 1 && val == 0) => {
+                val = val * 10 + u32::from(b - b'0');
+                digits += 1;
+            }
+            b'.' | b':' if digits > 0 => {
+                *octets.get_mut(n)? = u8::try_from(val).ok()?;
+                n += 1;
+                (val, digits) = (0, 0);
+                if b == b':' {
+                    port = true;
+                    break;
+                }
+            }
+            _ => return None,
+        }
+    }
+    if port {
+        let mut rest = bytes.peekable();
+        rest.peek()?;
+        if !rest.all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    } else if digits > 0 {
+        *octets.get_mut(n)? = u8::try_from(val).ok()?;
+        n += 1;
+    }
+    (n == 4).then(|| Ipv4Addr::from(octets))
 }
 
 impl Limiter {
@@ -157,28 +238,41 @@ impl Limiter {
     pub fn new(policy: Policy) -> Self {
         let settings = policy.ratelimit_settings();
         let headers = needed_headers(&policy, &settings);
-        let prefixes = policy
+        let routes = policy
             .routes
             .iter()
             .map(|route| {
                 let rules = route.ratelimit.as_ref().map_or(&[][..], |rl| &rl.rules);
-                rules
-                    .iter()
-                    .map(|rule| {
-                        format!(
-                            "mwrl\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}",
-                            policy.service, route.name, rule.name
-                        )
-                        .into_bytes()
-                    })
-                    .collect()
+                CompiledRoute {
+                    policy_fields: route_policy_fields(rules, settings.tiers.as_ref()),
+                    name: Arc::from(route.name.as_str()),
+                    rules: rules
+                        .iter()
+                        .map(|rule| CompiledRule {
+                            name: Arc::from(rule.name.as_str()),
+                            prefix: format!(
+                                "mwrl\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}",
+                                policy.service, route.name, rule.name
+                            )
+                            .into_bytes(),
+                        })
+                        .collect(),
+                }
             })
             .collect();
+        let tiers = settings.tiers.as_ref().map_or_else(Vec::new, |t| {
+            t.names
+                .iter()
+                .chain(std::iter::once(&t.default))
+                .map(|n| Arc::from(n.as_str()))
+                .collect()
+        });
         Self {
             policy,
             settings,
             headers,
-            prefixes,
+            routes,
+            tiers,
         }
     }
 
@@ -245,94 +339,174 @@ impl Limiter {
 
     /// The request's tier: the configured header's value if it is exactly one of the tier
     /// names; anything else (absent, unknown, a list, different case) is the default tier.
-    pub fn tier(&self, req: &dyn RequestAttrs) -> Option<String> {
+    pub fn tier(&self, req: &dyn RequestAttrs) -> Option<Arc<str>> {
+        self.tier_index(req)
+            .and_then(|i| self.tiers.get(i))
+            .map(Arc::clone)
+    }
+
+    /// Index of the request's tier in `self.tiers` (the default is last).
+    fn tier_index(&self, req: &dyn RequestAttrs) -> Option<usize> {
         let t = self.settings.tiers.as_ref()?;
         let v = self.attr(req, &t.from).map(str::trim);
-        Some(match v {
-            Some(v) if t.names.iter().any(|n| n == v) => v.to_string(),
-            _ => t.default.clone(),
-        })
+        let default = self.tiers.len().checked_sub(1)?;
+        let named = v.and_then(|v| self.tiers.get(..default)?.iter().position(|n| &**n == v));
+        Some(named.unwrap_or(default))
     }
 
     /// The matched route's rules, ready to evaluate (`None`: no route or no rules).
     pub fn plan(&self, req: &dyn RequestAttrs, client: Option<IpAddr>) -> Option<Plan> {
         let (ri, route) = crate::policy::select(&self.policy.routes, req)?;
         let rl = route.ratelimit.as_ref()?;
-        let tier = self.tier(req);
+        let compiled = self.routes.get(ri)?;
+        let tier_index = self.tier_index(req);
+        let tier = tier_index.and_then(|i| self.tiers.get(i)).map(Arc::clone);
+        let policy_field = compiled
+            .policy_fields
+            .get(tier_index.unwrap_or(0))
+            .map_or_else(|| Arc::from(""), Arc::clone);
         let ci = &self.settings.client_ip;
-        let client_text = client.map(|ip| {
+        let masked = client.map(|ip| {
             let m = if ip.is_ipv4() {
                 ci.ipv4_mask
             } else {
                 ci.ipv6_mask
             };
-            mask_ip(ip, m).to_string()
+            mask_ip(ip, m)
         });
-        let slots = u64::from(self.settings.shared.slots.max(1));
-        let mut rules = Vec::with_capacity(rl.rules.len());
-        for (i, rule) in rl.rules.iter().enumerate() {
-            let rate = tier
-                .as_ref()
-                .and_then(|t| rule.tiers.get(t))
-                .copied()
-                .unwrap_or(rule.rate);
-            let value = |part: &KeyPart| -> &str {
-                match part {
-                    KeyPart::ClientIp => client_text.as_deref().unwrap_or(""),
-                    KeyPart::Route => &route.name,
-                    KeyPart::Header(_) | KeyPart::Claim(_) => self.attr(req, part).unwrap_or(""),
-                }
-            };
-            let mut h = Hash64::new();
-            h.part(route.name.as_bytes());
-            h.part(rule.name.as_bytes());
-            for part in &rule.key {
-                h.part(value(part).as_bytes());
+        // The client's key material is the masked address's bytes (4 or 16): nothing to
+        // format per request. Its text is only needed for a global rule's descriptor.
+        let (v4, v6);
+        let client_bytes: &[u8] = match masked {
+            Some(IpAddr::V4(a)) => {
+                v4 = a.octets();
+                &v4
             }
-            let slot = h.finish() % slots;
-            let prefix = self
-                .prefixes
-                .get(ri)
-                .and_then(|p| p.get(i))
-                .map_or(&[][..], Vec::as_slice);
-            let mut key = Vec::with_capacity(prefix.len() + 20);
-            key.extend_from_slice(prefix);
-            push_decimal(&mut key, slot);
-            let descriptor = rule.global.then(|| {
-                let mut d = Vec::with_capacity(rule.key.len() + 1);
-                d.push((
-                    "meshward_rule".to_string(),
-                    format!("{}/{}", route.name, rule.name),
-                ));
-                for part in &rule.key {
-                    let k = match part {
-                        KeyPart::ClientIp => "remote_address",
-                        KeyPart::Route => "route",
-                        KeyPart::Header(h) => h,
-                        KeyPart::Claim(c) => c,
-                    };
-                    d.push((k.to_string(), value(part).to_string()));
+            Some(IpAddr::V6(a)) => {
+                v6 = a.octets();
+                &v6
+            }
+            None => &[],
+        };
+        let slots = u64::from(self.settings.shared.slots.max(1));
+        // Grouped by kind (enforcing local, shadow, global), policy order within each group.
+        let kind = |r: &Rule| match (r.global, r.shadow) {
+            (false, false) => 0u8,
+            (false, true) => 1,
+            (true, _) => 2,
+        };
+        let (mut local_end, mut shadow_end) = (0, 0);
+        let mut rules = Vec::with_capacity(rl.rules.len());
+        for group in 0..3u8 {
+            if group == 1 {
+                local_end = rules.len();
+            } else if group == 2 {
+                shadow_end = rules.len();
+            }
+            for (i, (rule, c)) in rl.rules.iter().zip(&compiled.rules).enumerate() {
+                if kind(rule) != group {
+                    continue;
                 }
-                d
-            });
-            rules.push(PlannedRule {
-                index: i,
-                name: rule.name.clone(),
-                check: Check {
-                    slot: key,
-                    params: params(rule, rate),
-                    cost: u64::from(rule.cost.unwrap_or(1)),
-                },
-                rate,
-                shadow: rule.shadow,
-                descriptor,
-            });
+                let rate = tier
+                    .as_deref()
+                    .and_then(|t| rule.tiers.get(t))
+                    .copied()
+                    .unwrap_or(rule.rate);
+                let mut h = Hash64::new();
+                h.part(route.name.as_bytes());
+                h.part(rule.name.as_bytes());
+                for part in &rule.key {
+                    let bytes = match part {
+                        KeyPart::ClientIp => client_bytes,
+                        KeyPart::Route => route.name.as_bytes(),
+                        KeyPart::Header(_) | KeyPart::Claim(_) => {
+                            self.attr(req, part).unwrap_or("").as_bytes()
+                        }
+                    };
+                    h.part(bytes);
+                }
+                let slot = h.finish() % slots;
+                let mut key = Vec::with_capacity(c.prefix.len() + 20);
+                key.extend_from_slice(&c.prefix);
+                push_decimal(&mut key, slot);
+                let descriptor = rule.global.then(|| {
+                    let mut d = Vec::with_capacity(rule.key.len() + 1);
+                    d.push((
+                        "meshward_rule".to_string(),
+                        format!("{}/{}", route.name, rule.name),
+                    ));
+                    for part in &rule.key {
+                        let (k, v) = match part {
+                            KeyPart::ClientIp => (
+                                "remote_address",
+                                masked.map_or_else(String::new, |ip| ip.to_string()),
+                            ),
+                            KeyPart::Route => ("route", route.name.clone()),
+                            KeyPart::Header(h) => {
+                                (h.as_str(), self.attr(req, part).unwrap_or("").into())
+                            }
+                            KeyPart::Claim(c) => {
+                                (c.as_str(), self.attr(req, part).unwrap_or("").into())
+                            }
+                        };
+                        d.push((k.to_string(), v));
+                    }
+                    d
+                });
+                rules.push(PlannedRule {
+                    index: i,
+                    name: Arc::clone(&c.name),
+                    check: Check {
+                        slot: key,
+                        params: params(rule, rate),
+                        cost: u64::from(rule.cost.unwrap_or(1)),
+                    },
+                    rate,
+                    shadow: rule.shadow,
+                    descriptor,
+                });
+            }
         }
         Some(Plan {
-            route: (ri, route.name.clone()),
+            route: (ri, Arc::clone(&compiled.name)),
             tier,
+            policy_field,
             rules,
+            local_end,
+            shadow_end,
         })
+    }
+}
+
+/// A route's `RateLimit-Policy` value for each tier (in the limiter's tier order: the names,
+/// then the default), or one value when no tiers are configured.
+fn route_policy_fields(rules: &[Rule], tiers: Option<&TierSettings>) -> Vec<Arc<str>> {
+    let field = |tier: Option<&str>| -> Arc<str> {
+        let items: Vec<Item> = rules
+            .iter()
+            .filter(|r| !r.global && !r.shadow)
+            .map(|r| {
+                let rate = tier.and_then(|t| r.tiers.get(t)).copied().unwrap_or(r.rate);
+                let (quota, window_s) = headers::quota_window(rate);
+                Item {
+                    name: &r.name,
+                    quota,
+                    window_s,
+                    remaining: 0,
+                    reset_s: 0,
+                }
+            })
+            .collect();
+        Arc::from(headers::policy_field(&items))
+    };
+    match tiers {
+        None => vec![field(None)],
+        Some(t) => t
+            .names
+            .iter()
+            .chain(std::iter::once(&t.default))
+            .map(|n| field(Some(n)))
+            .collect(),
     }
 }
 
@@ -409,5 +583,148 @@ pub fn params(rule: &Rule, rate: Rate) -> Params {
             count: rate.count(),
             window: rate.period().as_nanos(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_json;
+
+    #[test]
+    fn addresses_parse_in_every_form_envoy_and_proxies_write() {
+        let v4 = |s: &str| Some(s.parse::<IpAddr>().expect("test address"));
+        for (text, want) in [
+            ("10.1.2.3", v4("10.1.2.3")),
+            ("10.1.2.3:8080", v4("10.1.2.3")),
+            (" 10.1.2.3 ", v4("10.1.2.3")),
+            ("::1", v4("::1")),
+            ("[::1]:443", v4("::1")),
+            ("2001:db8::7", v4("2001:db8::7")),
+            ("[2001:db8::7]", v4("2001:db8::7")),
+            ("::ffff:10.0.0.9", v4("10.0.0.9")),
+            ("::ffff:10.0.0.9:80", v4("10.0.0.9")),
+            ("[::ffff:10.0.0.9]:80", v4("10.0.0.9")),
+            ("10.1.2.3:", None),
+            ("10.1.2.3:x", None),
+            ("unknown", None),
+            ("", None),
+            ("[", None),
+            ("1.2.3", None),
+            ("1.2.3.4.5", None),
+            ("1.2.3:80", None),
+            ("256.1.1.1", None),
+            ("01.2.3.4", None),
+            ("1..3.4", None),
+            ("0.0.0.0:0", v4("0.0.0.0")),
+            ("255.255.255.255:65535", v4("255.255.255.255")),
+        ] {
+            assert_eq!(parse_addr(text), want, "{text:?}");
+        }
+        // The one-pass reader agrees with the standard parser on every dotted form.
+        for text in [
+            "1.2.3.4",
+            "001.2.3.4",
+            "1.2.3.4 ",
+            "1.2.3.",
+            ".1.2.3",
+            "9.9.9.9:",
+            "1.2.3.4:x",
+        ] {
+            let std = text.parse::<Ipv4Addr>().ok();
+            let fast = parse_v4_port(text);
+            assert!(
+                fast.is_none() || fast == std,
+                "{text:?}: {fast:?} vs {std:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_one_pass_reader_never_disagrees_with_the_standard_parser(
+            text in "[0-9.:]{0,22}",
+            o in proptest::array::uniform4(0u8..=255),
+            port in proptest::option::of(0u16..),
+        ) {
+            let fast = parse_v4_port(&text);
+            let host = text.split_once(':').map_or(text.as_str(), |(h, _)| h);
+            proptest::prop_assert!(fast.is_none() || fast == host.parse::<Ipv4Addr>().ok());
+            let ip = Ipv4Addr::from(o);
+            let text = port.map_or(ip.to_string(), |p| format!("{ip}:{p}"));
+            proptest::prop_assert_eq!(parse_v4_port(&text), Some(ip));
+        }
+    }
+
+    struct Req(&'static str);
+
+    impl RequestAttrs for Req {
+        fn method(&self) -> &str {
+            "GET"
+        }
+        fn path(&self) -> &str {
+            "/"
+        }
+        fn host(&self) -> &str {
+            "a"
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            (name == "x-tier").then_some(self.0)
+        }
+    }
+
+    fn limiter() -> Limiter {
+        let policy = parse_json(
+            br#"{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"s",
+            "routes":[{"name":"default","ratelimit":{"rules":[
+              {"name":"g","rate":"5/s","key":["client-ip"],"global":true},
+              {"name":"shadow","rate":"5/s","key":["client-ip"],"shadow":true},
+              {"name":"ip","rate":"5/s","key":["client-ip"],"tiers":{"gold":"50/s"}},
+              {"name":"all","rate":"9/s","key":["route"]}]}}],
+            "ratelimit":{"shared":{"slots":64},
+              "tiers":{"from":"header:x-tier","names":["free","gold"],"default":"free"},
+              "global":{"domain":"d","cluster":"rls"}}}"#,
+        )
+        .expect("policy");
+        Limiter::new(policy)
+    }
+
+    #[test]
+    fn a_plan_groups_rules_by_kind_in_policy_order() {
+        let l = limiter();
+        let plan = l.plan(&Req("gold"), parse_addr("10.0.0.1")).expect("plan");
+        let names = |rs: &[PlannedRule]| rs.iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(plan.local()), ["ip", "all"]);
+        assert_eq!(names(plan.shadow()), ["shadow"]);
+        assert_eq!(names(plan.global()), ["g"]);
+        assert_eq!(
+            plan.local().iter().map(|r| r.index).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(plan.tier.as_deref(), Some("gold"));
+        assert_eq!(plan.local()[0].rate.count(), 50, "the tier's rate");
+        let d = plan.global()[0].descriptor.clone().expect("descriptor");
+        assert_eq!(d[1], ("remote_address".to_string(), "10.0.0.1".to_string()));
+        assert_eq!(l.tier(&Req("GOLD")).as_deref(), Some("free"));
+    }
+
+    #[test]
+    fn clients_get_stable_bounded_slots() {
+        let l = limiter();
+        let slot = |ip: &str| {
+            let plan = l.plan(&Req(""), parse_addr(ip)).expect("plan");
+            String::from_utf8(plan.local()[0].check.slot.clone()).expect("utf-8")
+        };
+        assert_eq!(slot("10.0.0.1"), slot("10.0.0.1:999"));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000u32 {
+            let s = slot(&format!("10.{}.{}.1", i >> 8, i & 0xff));
+            assert!(
+                s.starts_with("mwrl\u{1f}s\u{1f}default\u{1f}ip\u{1f}"),
+                "{s}"
+            );
+            seen.insert(s);
+        }
+        assert!(seen.len() <= 64 && seen.len() > 32, "{}", seen.len());
     }
 }
