@@ -255,15 +255,11 @@ fn items<'p>(plan: &'p Plan, states: &[RuleState]) -> Vec<Item<'p>> {
     plan.local()
         .iter()
         .zip(states)
-        .map(|(r, s)| {
-            let (quota, window_s) = headers::quota_window(r.rate);
-            Item {
-                name: &r.name,
-                quota,
-                window_s,
-                remaining: s.remaining,
-                reset_s: headers::ceil_secs(s.reset_ns),
-            }
+        .map(|(r, s)| Item {
+            name: &r.name,
+            rate: r.rate,
+            remaining: s.remaining,
+            reset_s: headers::ceil_secs(s.reset_ns),
         })
         .collect()
 }

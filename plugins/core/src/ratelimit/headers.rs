@@ -17,10 +17,9 @@ pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-type
 pub struct Item<'a> {
     /// Policy identifier (rule name).
     pub name: &'a str,
-    /// Quota `q` per window `w` seconds.
-    pub quota: u64,
-    /// Window `w` in whole seconds (>= 1).
-    pub window_s: u64,
+    /// The rule's effective rate: `q` and `w` of the policy field ([`quota_window`], only
+    /// worked out where a field needs them).
+    pub rate: Rate,
     /// Remaining `r`.
     pub remaining: u64,
     /// Seconds `t` until more quota.
@@ -108,7 +107,7 @@ fn fields(items: &[Item], a: &str, b: &str, val: impl Fn(&Item) -> (u64, u64)) -
 
 /// `RateLimit-Policy` value.
 pub fn policy_field(items: &[Item]) -> String {
-    fields(items, "q", "w", |i| (i.quota, i.window_s))
+    fields(items, "q", "w", |i| quota_window(i.rate))
 }
 
 /// `RateLimit` value.
@@ -129,11 +128,12 @@ pub fn legacy_fields(items: &[Item]) -> Vec<(&'static str, String)> {
         push_u64(&mut s, n);
         s
     };
-    let mut limit = number(i.quota);
+    let (quota, window_s) = quota_window(i.rate);
+    let mut limit = number(quota);
     limit.push_str(", ");
-    push_u64(&mut limit, i.quota);
+    push_u64(&mut limit, quota);
     limit.push_str(";w=");
-    push_u64(&mut limit, i.window_s);
+    push_u64(&mut limit, window_s);
     vec![
         ("x-ratelimit-limit", limit),
         ("x-ratelimit-remaining", number(i.remaining)),
@@ -197,15 +197,13 @@ mod tests {
         let items = [
             Item {
                 name: "per-client",
-                quota: 100,
-                window_s: 60,
+                rate: "100/min".parse().expect("rate"),
                 remaining: 7,
                 reset_s: 12,
             },
             Item {
                 name: "a\"b\\c\u{7f}",
-                quota: 5,
-                window_s: 1,
+                rate: "5/s".parse().expect("rate"),
                 remaining: 0,
                 reset_s: 1,
             },

@@ -487,11 +487,9 @@ fn route_policy_fields(rules: &[Rule], tiers: Option<&TierSettings>) -> Vec<Arc<
             .filter(|r| !r.global && !r.shadow)
             .map(|r| {
                 let rate = tier.and_then(|t| r.tiers.get(t)).copied().unwrap_or(r.rate);
-                let (quota, window_s) = headers::quota_window(rate);
                 Item {
                     name: &r.name,
-                    quota,
-                    window_s,
+                    rate,
                     remaining: 0,
                     reset_s: 0,
                 }
