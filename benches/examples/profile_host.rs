@@ -173,6 +173,49 @@ fn main() {
             }
             return;
         }
+        // Per-phase time of the lifecycle (each phase timed alone; the cost of reading the
+        // clock, measured back to back, is subtracted).
+        "phases" => {
+            let host = Host::builder().build().expect("host");
+            let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
+            let mut w = host.worker(&[plugin]).expect("worker");
+            let mut t = [0u128; 6];
+            let iters = 300_000u32;
+            for _ in 0..iters {
+                let a = Instant::now();
+                let b = Instant::now();
+                let id = w.open_http_stream(StreamProps::new());
+                let c = Instant::now();
+                black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                let d = Instant::now();
+                black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                let e = Instant::now();
+                w.complete(id).expect("complete");
+                let f = Instant::now();
+                w.release(id);
+                let g = Instant::now();
+                for (i, (x, y)) in [(a, b), (b, c), (c, d), (d, e), (e, f), (f, g)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    t[i] += (y - x).as_nanos();
+                }
+            }
+            let clock = t[0] as f64 / iters as f64;
+            for (name, v) in [
+                "open",
+                "request_headers",
+                "response_headers",
+                "complete",
+                "release",
+            ]
+            .iter()
+            .zip(&t[1..])
+            {
+                println!("{name:18} {:7.1} ns", *v as f64 / iters as f64 - clock);
+            }
+            return;
+        }
         "compare" => {
             compare(wasm, secs);
             return;

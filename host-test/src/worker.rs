@@ -390,18 +390,19 @@ impl Worker {
             Ok(id) => id,
             Err(o) => return o,
         };
-        let pos = self
-            .core_ref()
-            .stream(slot)
-            .map(|s| s.pos(response, p))
-            .unwrap_or(0);
-        if let Step::Body { .. } = step {
-            if let Some(s) = self.core().stream_mut(slot) {
-                let d = if response { &mut s.resp } else { &mut s.req };
-                d.in_body = Some(pos);
+        let body = matches!(step, Step::Body { .. });
+        // One stream lookup for the position, the body window and the stream kind.
+        let tcp = match self.core().stream_mut(slot) {
+            Some(s) => {
+                if body {
+                    let pos = s.pos(response, p);
+                    let d = if response { &mut s.resp } else { &mut s.req };
+                    d.in_body = Some(pos);
+                }
+                s.tcp
             }
-        }
-        let tcp = self.core_ref().stream(slot).is_some_and(|s| s.tcp);
+            None => false,
+        };
         let r = self.invoke(p, CallCtx::new(CallKind::Stream, id, Some(slot)), |vm| {
             let ctx = id as i32;
             let r = match (step, response, tcp) {
@@ -450,9 +451,12 @@ impl Worker {
             };
             r.unwrap_or(Ok(0))
         });
-        if let Some(s) = self.core().stream_mut(slot) {
-            let d = if response { &mut s.resp } else { &mut s.req };
-            d.in_body = None;
+        // `in_body` is set only around a body callback (None before every other one).
+        if body {
+            if let Some(s) = self.core().stream_mut(slot) {
+                let d = if response { &mut s.resp } else { &mut s.req };
+                d.in_body = None;
+            }
         }
         match r {
             // A local reply forces a Stop; so does a value outside proxy_action_t (cpp-host).
