@@ -298,7 +298,8 @@ impl Request {
     ) {
         let r = &self.shared.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
-        let retry_s = retry.to_string();
+        let mut retry_s = String::with_capacity(20);
+        headers::push_u64(&mut retry_s, retry);
         let mut hs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         hs.push(("retry-after", &retry_s));
         hs.push(("x-envoy-ratelimited", "true"));

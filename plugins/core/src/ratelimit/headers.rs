@@ -141,10 +141,23 @@ pub fn legacy_fields(items: &[Item]) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Appends `s` as a JSON string. Names and messages rarely need escaping, so the common case
+/// is copied whole; anything else goes through serde_json (serializing a `&str`, not a
+/// `Value`, keeps its number and map writers out of the Wasm module; it cannot fail).
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
 fn json_string(s: &str) -> String {
-    // Serializing a `&str` (not a `Value`) keeps serde_json's number and map writers out
-    // of the Wasm module; it cannot fail.
-    serde_json::to_string(s).unwrap_or_default()
+    let mut out = String::with_capacity(s.len() + 2);
+    push_json_string(&mut out, s);
+    out
 }
 
 /// RFC 9457 body for a rate-limited request.
@@ -159,13 +172,13 @@ pub fn quota_exceeded_body(status: u16, route: &str, rule: &str, retry_s: u64) -
     detail.push_str(" s");
     let mut out = String::with_capacity(192 + detail.len() + rule.len());
     out.push_str("{\"type\":");
-    out.push_str(&json_string(QUOTA_EXCEEDED));
+    push_json_string(&mut out, QUOTA_EXCEEDED);
     out.push_str(",\"title\":\"Too Many Requests\",\"status\":");
     push_u64(&mut out, u64::from(status));
     out.push_str(",\"detail\":");
-    out.push_str(&json_string(&detail));
+    push_json_string(&mut out, &detail);
     out.push_str(",\"violated-policies\":[");
-    out.push_str(&json_string(rule));
+    push_json_string(&mut out, rule);
     out.push_str("]}");
     out
 }
@@ -228,14 +241,17 @@ mod tests {
 
     #[test]
     fn the_problem_body_is_json_naming_rule_route_and_retry() {
-        let body = quota_exceeded_body(429, "api", "per \"client\"", 3);
+        let body = quota_exceeded_body(429, "api", "per \"client\"\n", 3);
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v["type"], QUOTA_EXCEEDED);
         assert_eq!(v["status"], 429);
         assert_eq!(
             v["detail"],
-            "rate limit `per \"client\"` of route `api` exceeded; retry in 3 s"
+            "rate limit `per \"client\"\n` of route `api` exceeded; retry in 3 s"
         );
-        assert_eq!(v["violated-policies"][0], "per \"client\"");
+        assert_eq!(v["violated-policies"][0], "per \"client\"\n");
+        let plain = quota_exceeded_body(429, "api", "per-client", 1);
+        let v: serde_json::Value = serde_json::from_str(&plain).expect("json");
+        assert_eq!(v["violated-policies"][0], "per-client");
     }
 }
