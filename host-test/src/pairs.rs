@@ -58,7 +58,7 @@ impl Headers {
         }
         self.0.resize_with(pairs.len(), Default::default);
         for ((kb, vb), (k, v)) in self.0.iter_mut().zip(pairs) {
-            if kb.as_slice() != k.as_bytes() {
+            if !same_bytes(kb, k.as_bytes()) {
                 // Copy, then lower-case in place: a bulk copy and a tight loop instead of a
                 // per-byte push.
                 kb.clear();
@@ -143,6 +143,39 @@ impl Headers {
     /// Serialized size of this map.
     pub fn serialized_size(&self) -> usize {
         serialized_size(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+}
+
+/// `a == b`, inline: header names are short, and a call into libc's `memcmp` per name cost
+/// ~7 % of a raw-guest request lifecycle in the profile. 8-byte words (the last one
+/// overlapping the previous), two overlapping 4-byte words, or bytes.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()))
+    };
+    let w4 = |s: &[u8], i: usize| {
+        s.get(i..i + 4)
+            .map(|w| u32::from_ne_bytes(w.try_into().unwrap_or_default()))
+    };
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if w8(a, i) != w8(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        w8(a, n - 8) == w8(b, n - 8)
+    } else if n >= 4 {
+        w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
     }
 }
 
@@ -268,6 +301,20 @@ mod tests {
         let n = bad.len();
         bad[n - 1] = b'x';
         assert_eq!(deserialize(&bad), Err(PairsError::Malformed));
+    }
+
+    #[test]
+    fn same_bytes_agrees_with_slice_equality_at_every_length_and_position() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, byte {i}");
+            }
+        }
     }
 
     #[test]
