@@ -69,8 +69,46 @@ impl RequestAttrs for RequestView<'_> {
     }
 }
 
-/// The downstream peer address (`source.address`), if the host knows it.
+/// The downstream peer address (`source.address`), if the host knows it. Called on every
+/// request, so it asks the ABI directly with the path serialized once (the SDK builds and
+/// serializes a path vector per call, and panics on a status it does not expect).
 pub fn peer_address() -> Option<IpAddr> {
-    let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
+    let raw = source_address()?;
     parse_addr(std::str::from_utf8(&raw).ok()?)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn source_address() -> Option<Vec<u8>> {
+    /// `source.address` as the ABI wants a property path: segments separated by NUL.
+    const PATH: &[u8] = b"source\0address";
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: PATH is a live static buffer; the host writes a pointer and a length.
+    let status =
+        unsafe { abi::proxy_get_property(PATH.as_ptr(), PATH.len(), &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return None;
+    }
+    // SAFETY: the host allocated `size` bytes at `data` through the guest's
+    // `proxy_on_memory_allocate` (the SDK's, which hands out a `Vec<u8>` buffer of exactly
+    // that capacity), and ownership passes to us; this is how the SDK takes it too.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn source_address() -> Option<Vec<u8>> {
+    hostcalls::get_property(vec!["source", "address"]).ok()?
+}
+
+#[cfg(target_arch = "wasm32")]
+mod abi {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+    }
 }
