@@ -255,8 +255,13 @@ impl HttpStream {
         self.req.reset(n);
         self.resp.reset(n);
         self.props = props;
-        self.filter_state.clear();
-        self.local_reply = None;
+        // Guarded: most streams set neither, and clearing an empty map still calls out.
+        if !self.filter_state.is_empty() {
+            self.filter_state.clear();
+        }
+        if self.local_reply.is_some() {
+            self.local_reply = None;
+        }
         self.local_reply_sent = false;
         self.reset = false;
         self.tcp = false;

@@ -349,7 +349,12 @@ impl Vm {
     pub(crate) fn enter(&mut self, core: &mut Option<Box<WorkerCore>>, call: CallCtx) {
         let d = self.store.data_mut();
         d.core = core.take();
-        d.call = call;
+        let old = std::mem::replace(&mut d.call, call);
+        // The drop glue, inline: only callout answers and foreign calls carry boxed data, so
+        // most calls skip the out-of-line `drop_in_place::<CallCtx>` call.
+        if let Some(extra) = old.extra {
+            drop(extra);
+        }
     }
 
     /// Move the worker state back out.

@@ -990,11 +990,13 @@ impl Worker {
             }
         }
         let core = self.core();
-        core.actions.retain(|a| match a {
-            Action::Continue { slot: s, .. }
-            | Action::Close { slot: s }
-            | Action::LocalReply { slot: s, .. } => *s != slot,
-        });
+        if !core.actions.is_empty() {
+            core.actions.retain(|a| match a {
+                Action::Continue { slot: s, .. }
+                | Action::Close { slot: s }
+                | Action::LocalReply { slot: s, .. } => *s != slot,
+            });
+        }
         if let Some(s) = core.stream_mut(slot) {
             s.complete = true;
         }
