@@ -30,6 +30,11 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use cache::OverLimitCache;
 use queue::{DelayQueue, Due, Held};
 
+/// Small blocks from free lists: the request path allocates the same few sizes every time.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOC: meshward_kit::alloc::CachingAlloc = meshward_kit::alloc::CachingAlloc::new();
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Debug);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
