@@ -121,7 +121,10 @@ pub fn evaluate<C: AsRef<Check>>(
     retries: u32,
 ) -> Outcome {
     let mut states = vec![RuleState::default(); checks.len()];
-    let mut loaded = Vec::with_capacity(checks.len());
+    // Phase 1's snapshots, for phase 2: the first in place, the rest (rare: most routes have
+    // one enforcing rule) in a vector that only allocates when pushed to.
+    let mut first_loaded = None;
+    let mut more_loaded = Vec::new();
     // Phase 1: decide on a snapshot, write nothing.
     for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
         let (rec, ver) = match store.load(&c.slot) {
@@ -161,13 +164,20 @@ pub fn evaluate<C: AsRef<Check>>(
                 };
             }
         }
-        loaded.push(rec.zip(ver));
+        if i == 0 {
+            first_loaded = rec.zip(ver);
+        } else {
+            more_loaded.push(rec.zip(ver));
+        }
     }
     // Phase 2: commit each with CAS; undo on a late rejection.
     let mut delay_ns = 0u64;
     let mut taken: Vec<Record> = Vec::with_capacity(checks.len());
     for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
-        let mut snapshot = loaded.get(i).copied().flatten();
+        let mut snapshot = match i.checked_sub(1) {
+            None => first_loaded,
+            Some(j) => more_loaded.get(j).copied().flatten(),
+        };
         let mut committed = false;
         for _ in 0..retries.max(1) {
             let (rec, ver) = match snapshot {
