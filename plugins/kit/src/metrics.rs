@@ -3,7 +3,7 @@
 //! request.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use hashbrown_sdk::HashMap;
 
 use proxy_wasm::types::MetricType;
 

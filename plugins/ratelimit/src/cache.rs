@@ -3,7 +3,7 @@
 //! (envoyproxy/ratelimit's local cache idea). Bounded: when full, expired entries go first,
 //! then the one expiring soonest.
 
-use std::collections::HashMap;
+use hashbrown_sdk::HashMap;
 
 /// Descriptor hash -> over limit until (ns).
 #[derive(Debug, Default)]
