@@ -47,7 +47,12 @@ fn main() {
         // The rate-limit filter, every request allowed, 1024 rotating clients.
         "ratelimit" => {
             let host = Host::builder().build().expect("host");
-            let cfg = meshward_benches::ratelimit::policy_json("100000/s", 100_000, None);
+            // LIMITED=1: one request per client per hour, so nearly every request gets a 429.
+            let cfg = if std::env::var_os("LIMITED").is_some() {
+                meshward_benches::ratelimit::policy_json("1/h", 1, None)
+            } else {
+                meshward_benches::ratelimit::policy_json("100000/s", 100_000, None)
+            };
             let spec = PluginSpec::new("ratelimit", meshward_artifacts::RATELIMIT)
                 .root_id("ratelimit")
                 .plugin_config(cfg);

@@ -2,8 +2,8 @@
 //! Prometheus sees them as-is). A host that refuses a metric costs the metric, never the
 //! request.
 
-use std::cell::Cell;
 use hashbrown_sdk::HashMap;
+use std::cell::Cell;
 
 use proxy_wasm::types::MetricType;
 
