@@ -46,7 +46,7 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
-/// Appends `n` in decimal (what `write!(out, "{n}")` writes).
+/// Appends `n` in decimal (what `write!(out, "{n}")` writes), digits copied at once.
 pub fn push_u64(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -61,9 +61,8 @@ pub fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for d in digits.get(i..).unwrap_or(&[]) {
-        out.push(char::from(*d));
-    }
+    // ASCII digits are always UTF-8.
+    out.push_str(std::str::from_utf8(digits.get(i..).unwrap_or(&[])).unwrap_or(""));
 }
 
 fn sf_string(out: &mut String, s: &str) {

@@ -106,6 +106,8 @@ struct CompiledRoute {
 #[derive(Debug, Clone)]
 struct CompiledRule {
     name: Arc<str>,
+    /// The slot hash after the route and rule names (the same for every request).
+    seed: Hash64,
     /// Slot-key prefix `mwrl␟service␟route␟rule␟`.
     prefix: Vec<u8>,
 }
@@ -250,6 +252,12 @@ impl Limiter {
                         .iter()
                         .map(|rule| CompiledRule {
                             name: Arc::from(rule.name.as_str()),
+                            seed: {
+                                let mut h = Hash64::new();
+                                h.part(route.name.as_bytes());
+                                h.part(rule.name.as_bytes());
+                                h
+                            },
                             prefix: format!(
                                 "mwrl\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}",
                                 policy.service, route.name, rule.name
@@ -412,9 +420,7 @@ impl Limiter {
                     .and_then(|t| rule.tiers.get(t))
                     .copied()
                     .unwrap_or(rule.rate);
-                let mut h = Hash64::new();
-                h.part(route.name.as_bytes());
-                h.part(rule.name.as_bytes());
+                let mut h = c.seed;
                 for part in &rule.key {
                     let bytes = match part {
                         KeyPart::ClientIp => client_bytes,
