@@ -144,7 +144,7 @@ pub(crate) fn get(st: &VmState, path: &[u8], out: &mut Vec<u8>) -> i32 {
         .and_then(|slot| st.core.as_deref().and_then(|c| c.stream(slot)));
     // 1. Values the guest stored (filter state), 2. per-stream embedder overrides.
     if let Some(s) = stream {
-        if let Some(v) = s.filter_state.get(path).or_else(|| s.props.props.get(path)) {
+        if let Some(v) = s.filter_state.get(path).or_else(|| s.props.get(path)) {
             return bytes(out, v);
         }
     } else if let Some(v) = st.root_props.get(path) {

@@ -34,7 +34,9 @@ impl std::fmt::Display for StreamId {
 /// Connection-level facts and property overrides for one stream.
 #[derive(Debug, Clone, Default)]
 pub struct StreamProps {
-    pub(crate) props: HashMap<Vec<u8>, Vec<u8>>,
+    /// Path -> value, a few at most: a vector, not a hash map, so the usual empty one is built
+    /// and dropped inline (no hasher keys from thread-local storage, no table drop call).
+    pub(crate) props: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) source: Option<String>,
     pub(crate) destination: Option<String>,
     pub(crate) protocol: Option<String>,
@@ -69,9 +71,17 @@ impl StreamProps {
     /// Any property path -> bytes (already in Envoy's encoding), e.g.
     /// `.property(&["connection", "mtls"], vec![1])`. Overrides computed values.
     pub fn property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
-        self.props
-            .insert(path.join("\0").into_bytes(), value.into());
+        let key = path.join("\0").into_bytes();
+        let value = value.into();
+        match self.props.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.props.push((key, value)),
+        }
         self
+    }
+    /// The override stored for a `\0`-joined path.
+    pub(crate) fn get(&self, path: &[u8]) -> Option<&Vec<u8>> {
+        self.props.iter().find(|(k, _)| k == path).map(|(_, v)| v)
     }
 }
 

@@ -722,7 +722,16 @@ impl Worker {
         }
     }
 
+    /// Run queued after-call actions; the common empty case is an inline check, not a call.
+    #[inline]
     fn run_actions(&mut self) {
+        if !self.core_ref().actions.is_empty() {
+            self.run_actions_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn run_actions_slow(&mut self) {
         for _ in 0..10_000 {
             if self.core_ref().actions.is_empty() {
                 return;
