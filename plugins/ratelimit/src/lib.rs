@@ -452,7 +452,8 @@ impl Request {
         self.debug = proxy_wasm::hostcalls::get_log_level()
             .is_ok_and(|l| matches!(l, LogLevel::Trace | LogLevel::Debug));
         let req = RequestView::fetch(limiter.header_names());
-        // The request id is only read for a debug line or a global call (`rid()`).
+        // The request id only ever appears in debug lines: it is not read when the host drops
+        // them (a paced or global request keeps the empty id for its later lines).
         let debug = self.debug;
         let rid = move |req: &RequestView| -> String {
             if debug {
