@@ -1,12 +1,15 @@
 //! Benchmarks of the meshward proxy-wasm host against baselines measured in the same run:
 //! one request lifecycle (SDK no-op guest, raw-ABI no-op guest, header-logging guest) vs the
 //! bare-wasmtime floor on the host's own engine configuration, VM start (both no-op guests) vs
-//! the floor, shared-data get + CAS set (host-side and guest-driven) vs
-//! a native store. Run with
+//! the floor, shared-data get + CAS set (host-side; driven by a Rust guest with its own
+//! allocator; driven by a raw-ABI guest with a bump allocator) vs a native store. Run with
 //! `cargo bench -p meshward-benches -- --warm-up-time 1 --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meshward_benches::{floor::Floor, native::NativeStore, raw_guest::RAW_NOOP_WAT};
+use meshward_benches::raw_guest::{
+    RAW_NOOP_WAT, RAW_SHARED_KEY, RAW_SHARED_ROUNDS, RAW_SHARED_WAT,
+};
+use meshward_benches::{floor::Floor, native::NativeStore};
 use meshward_host::{wasmtime_config, Host, PluginSpec, SetOutcome, StreamProps};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -147,6 +150,30 @@ fn shared_data(c: &mut Criterion) {
             Duration::from_secs_f64(per_round * iters as f64)
         })
     });
+    // The same pairs from a raw-ABI guest: the ABI and the host's shared data, without a
+    // guest allocator's work (the buffer the host asks for per get is a bump pointer).
+    data.set_in("", RAW_SHARED_KEY, b"0", 0);
+    let raw = wat::parse_str(RAW_SHARED_WAT).expect("raw shared WAT");
+    let raw_plugin = host
+        .load(PluginSpec::new("raw_shared", raw))
+        .expect("plugin");
+    let mut raw_worker = host.worker(&[raw_plugin]).expect("worker");
+    let rounds = u64::from(RAW_SHARED_ROUNDS);
+    g.bench_function("guest_loop_raw", |b| {
+        b.iter_custom(|iters| {
+            let requests = iters.div_ceil(rounds);
+            let start = Instant::now();
+            for _ in 0..requests {
+                let id = raw_worker.open_http_stream(StreamProps::new());
+                black_box(raw_worker.request_headers(id, &[], true).expect("request"));
+                raw_worker.complete(id).expect("complete");
+                raw_worker.release(id);
+            }
+            let per_round = start.elapsed().as_secs_f64() / (requests * rounds) as f64;
+            Duration::from_secs_f64(per_round * iters as f64)
+        })
+    });
+    assert!(host.traps().is_empty(), "{:?}", host.traps());
     let fails: Vec<String> = host
         .logs()
         .into_iter()
