@@ -1,5 +1,5 @@
 //! Profiling driver (not a benchmark): runs one host path in a tight loop for `perf record`.
-//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|ratelimit|shared|vm_start|floor|floor_vm [secs]`.
+//! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|empty|ratelimit|shared|vm_start|floor|floor_vm [secs]`.
 //! With `--features meshward-host/profiling` and `MESHWARD_WASM_PROFILER=perfmap`, `perf report`
 //! names the guest's functions too.
 
@@ -27,10 +27,16 @@ fn main() {
     let start = Instant::now();
     let mut n = 0u64;
     match what {
-        "lifecycle" => {
+        // "empty": the same lifecycle on a worker with no plugin (stream bookkeeping only).
+        "lifecycle" | "empty" => {
             let host = Host::builder().build().expect("host");
             let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
-            let mut w = host.worker(&[plugin]).expect("worker");
+            let chain = if what == "empty" {
+                vec![]
+            } else {
+                vec![plugin]
+            };
+            let mut w = host.worker(&chain).expect("worker");
             let start = Instant::now();
             while start.elapsed() < until {
                 for _ in 0..1000 {
@@ -244,7 +250,9 @@ fn compare(wasm: &[u8], secs: f64) {
     let host = Host::builder().build().expect("host");
     let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
     let mut w = host.worker(std::slice::from_ref(&plugin)).expect("worker");
-    let mut t: [Vec<f64>; 5] = Default::default();
+    // No plugin at all: the stream bookkeeping without any guest call.
+    let mut empty = host.worker(&[]).expect("worker");
+    let mut t: [Vec<f64>; 6] = Default::default();
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < secs {
         let r = Instant::now();
@@ -282,6 +290,19 @@ fn compare(wasm: &[u8], secs: f64) {
             w.release(id);
         }
         t[4].push(r.elapsed().as_nanos() as f64 / 200.0);
+        let r = Instant::now();
+        for _ in 0..200 {
+            let id = empty.open_http_stream(StreamProps::new());
+            black_box(empty.request_headers(id, REQUEST, true).expect("request"));
+            black_box(
+                empty
+                    .response_headers(id, RESPONSE, true)
+                    .expect("response"),
+            );
+            empty.complete(id).expect("complete");
+            empty.release(id);
+        }
+        t[5].push(r.elapsed().as_nanos() as f64 / 200.0);
         drop(host.take_logs());
     }
     let names = [
@@ -290,6 +311,7 @@ fn compare(wasm: &[u8], secs: f64) {
         "floor vm_start",
         "host vm_start",
         "host no headers",
+        "host no plugin",
     ];
     for (n, v) in names.iter().zip(t.iter_mut()) {
         v.sort_by(f64::total_cmp);

@@ -56,7 +56,10 @@ impl Headers {
             let from = pool.len() - pool.len().min(pairs.len());
             self.0.extend(pool.drain(from..));
         }
-        self.0.resize_with(pairs.len(), Default::default);
+        if self.0.len() != pairs.len() {
+            // Only when the count changed: `resize_with` is an out-of-line call.
+            self.0.resize_with(pairs.len(), Default::default);
+        }
         for ((kb, vb), (k, v)) in self.0.iter_mut().zip(pairs) {
             if !same_bytes(kb, k.as_bytes()) {
                 // Copy, then lower-case in place: a bulk copy and a tight loop instead of a

@@ -168,8 +168,11 @@ impl Dir {
         self.headers_eos = false;
         self.hdr_at = 0;
         self.hdr_paused = false;
-        self.buf.resize_with(n + 1, Vec::new);
-        self.buf.truncate(n + 1);
+        if self.buf.len() != n + 1 {
+            // Only when the chain length changed: `resize_with` is an out-of-line call.
+            self.buf.resize_with(n + 1, Vec::new);
+            self.buf.truncate(n + 1);
+        }
         for b in &mut self.buf {
             b.clear();
         }

@@ -791,6 +791,19 @@ impl Worker {
         Ok(slot)
     }
 
+    /// `slot` and the stream itself in one lookup (the same errors).
+    #[inline]
+    fn open_stream(&mut self, id: StreamId) -> Result<(u32, &mut HttpStream), HostError> {
+        let (slot, s) = self
+            .core()
+            .stream_of(id)
+            .ok_or(HostError::UnknownStream(id.0))?;
+        if s.complete {
+            return Err(HostError::StreamComplete(id.0));
+        }
+        Ok((slot, s))
+    }
+
     fn flow(&self, slot: u32, response: bool) -> Flow {
         let Some(s) = self.core_ref().stream(slot) else {
             return Flow::Reset;
@@ -816,14 +829,12 @@ impl Worker {
         response: bool,
         f: impl FnOnce(&mut crate::stream::Dir),
     ) -> Result<Flow, HostError> {
-        let slot = self.slot(id)?;
-        if let Some(s) = self.core().stream_mut(slot) {
-            // After a reset or a local reply, later input from either side is ignored.
-            if !(s.reset || s.local_reply.is_some()) {
-                let d = if response { &mut s.resp } else { &mut s.req };
-                if !d.aborted {
-                    f(d);
-                }
+        let (slot, s) = self.open_stream(id)?;
+        // After a reset or a local reply, later input from either side is ignored.
+        if !(s.reset || s.local_reply.is_some()) {
+            let d = if response { &mut s.resp } else { &mut s.req };
+            if !d.aborted {
+                f(d);
             }
         }
         self.drive(slot, response);
@@ -913,7 +924,6 @@ impl Worker {
         reason = "p indexes slots and contexts together"
     )]
     pub fn complete(&mut self, id: StreamId) -> Result<(), HostError> {
-        let slot = self.slot(id)?;
         let n = self.slots.len();
         let now = if self.stream_times {
             self.core().now()
@@ -922,14 +932,16 @@ impl Worker {
         };
         let mut ctxs = std::mem::take(&mut self.ctx_scratch);
         ctxs.clear();
-        let tcp = match self.core().stream_mut(slot) {
-            Some(s) => {
-                s.end_nanos = Some(now);
-                ctxs.extend_from_slice(&s.ctx);
-                s.tcp
+        let (slot, s) = match self.open_stream(id) {
+            Ok(x) => x,
+            Err(e) => {
+                self.ctx_scratch = ctxs;
+                return Err(e);
             }
-            None => return Err(HostError::UnknownStream(id.0)),
         };
+        s.end_nanos = Some(now);
+        ctxs.extend_from_slice(&s.ctx);
+        let tcp = s.tcp;
         let live = |w: &Worker, p: usize| {
             let c = ctxs[p];
             c.id != 0 && !c.skip && c.generation == w.slots[p].generation && w.slots[p].vm.is_some()
@@ -1026,8 +1038,8 @@ impl Worker {
     /// Release a completed stream's slot now (its view is gone).
     pub fn release(&mut self, id: StreamId) {
         let core = self.core();
-        if let Some(s) = core.slot_of(id) {
-            if core.stream(s).is_some_and(|st| st.complete) {
+        if let Some((s, st)) = core.stream_of(id) {
+            if st.complete {
                 core.release(s);
                 // Usually the newest completion (released right after `complete`).
                 if self.completed.back() == Some(&id) {

@@ -197,6 +197,17 @@ impl WorkerCore {
             && self.gens.get(s as usize) == Some(&id.gen()))
         .then_some(s)
     }
+    /// The stream `id` names (slot live, same generation) and its slot, in one lookup.
+    #[inline]
+    pub(crate) fn stream_of(&mut self, id: StreamId) -> Option<(u32, &mut HttpStream)> {
+        let s = id.slot();
+        let i = s as usize;
+        if self.live.get(i).copied() == Some(true) && self.gens.get(i) == Some(&id.gen()) {
+            self.streams.get_mut(i).map(|st| (s, st))
+        } else {
+            None
+        }
+    }
     /// Allocate a stream slot (reusing a released one and its buffers).
     pub(crate) fn alloc_slot(&mut self) -> (u32, u32) {
         if let Some(s) = self.free.pop() {
