@@ -65,6 +65,9 @@ async fn upstream(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infal
     if let Some(id) = req.headers().get("x-request-id") {
         r.headers_mut().insert("x-seen-request-id", id.clone());
     }
+    if let Some(xff) = req.headers().get("x-forwarded-for") {
+        r.headers_mut().insert("x-seen-xff", xff.clone());
+    }
     Ok(r)
 }
 
@@ -350,6 +353,7 @@ fn serve_enforces_local_paced_and_global_limits_over_the_network() {
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429], "{}", serve.stderr());
     assert_eq!(replies[0].body, "hello from upstream /limited/x");
+    assert_eq!(replies[0].header("x-seen-xff"), Some("127.0.0.1"));
     assert_eq!(
         replies[0].header("x-seen-request-id").map(str::len),
         Some(36),
@@ -374,9 +378,15 @@ fn serve_enforces_local_paced_and_global_limits_over_the_network() {
 
     // Global rule: the RLS decides over HTTP/2; with failure_mode deny, a 200 proves the
     // answer came back.
-    let ok = get(&addr, "/org/1", &[("x-org", "acme")]);
+    let ok = get(
+        &addr,
+        "/org/1",
+        &[("x-org", "acme"), ("x-forwarded-for", "203.0.113.9")],
+    );
     assert_eq!(ok.status, 200, "{}", serve.stderr());
     assert_eq!(ok.body, "hello from upstream /org/1");
+    // Like Envoy at the edge, the peer is appended to what the client wrote.
+    assert_eq!(ok.header("x-seen-xff"), Some("203.0.113.9,127.0.0.1"));
     let no = get(&addr, "/org/2", &[("x-org", "blocked")]);
     assert_eq!(no.status, 429, "{}", serve.stderr());
     {

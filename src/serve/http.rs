@@ -3,6 +3,8 @@
 //! `x-request-id` added when missing, `content-length` recomputed from the body that is sent.
 //! Also: reading a body whole with a size limit. Must not know about plugins or workers.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -63,9 +65,13 @@ pub fn hop_by_hop(name: &str) -> bool {
 
 /// The request as the plugin chain sees it: `:method`, `:path`, `:authority`, `:scheme`, then
 /// the client's headers (hop-by-hop ones dropped), `x-forwarded-proto` and an `x-request-id`
-/// when the client sent none (Envoy generates a UUID v4). Values that are not UTF-8 are
-/// passed lossily (the host takes text).
-pub fn request_pairs(parts: &http::request::Parts) -> Vec<(String, String)> {
+/// when the client sent none (Envoy generates a UUID v4). `x-forwarded-for` gets the peer's
+/// address appended (created when absent; several lines are joined first), as Envoy's
+/// connection manager does at the edge (`use_remote_address: true`, `Utility::appendXff`:
+/// `,` without a space) before any filter runs — so a rate limit keyed on X-Forwarded-For
+/// with one trusted hop sees the peer. Values that are not UTF-8 are passed lossily (the host
+/// takes text).
+pub fn request_pairs(parts: &http::request::Parts, peer: Option<IpAddr>) -> Vec<(String, String)> {
     let authority = parts
         .headers
         .get(http::header::HOST)
@@ -83,12 +89,29 @@ pub fn request_pairs(parts: &http::request::Parts) -> Vec<(String, String)> {
         (":authority".to_string(), authority),
         (":scheme".to_string(), "http".to_string()),
     ];
+    let mut xff: Option<String> = None;
     for (name, value) in &parts.headers {
         let n = name.as_str();
         if hop_by_hop(n) || n == "host" || n == "x-forwarded-proto" {
             continue;
         }
+        if n == "x-forwarded-for" {
+            let v = text(value);
+            xff = Some(match xff {
+                Some(before) => format!("{before},{v}"),
+                None => v,
+            });
+            continue;
+        }
         out.push((n.to_string(), text(value)));
+    }
+    let xff = match (xff, peer) {
+        (Some(before), Some(ip)) => Some(format!("{before},{ip}")),
+        (None, Some(ip)) => Some(ip.to_string()),
+        (before, None) => before,
+    };
+    if let Some(v) = xff {
+        out.push(("x-forwarded-for".to_string(), v));
     }
     out.push(("x-forwarded-proto".to_string(), "http".to_string()));
     if !parts.headers.contains_key("x-request-id") {
@@ -199,7 +222,7 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let p = request_pairs(&parts);
+        let p = request_pairs(&parts, None);
         let get = |n: &str| p.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(p[0], (":method".into(), "POST".into()));
         assert_eq!(get(":path"), Some("/orders?x=1"));
@@ -216,10 +239,36 @@ mod tests {
             .header("x-request-id", "abc")
             .body(())
             .unwrap();
-        let p = request_pairs(&req.into_parts().0);
+        let p = request_pairs(&req.into_parts().0, None);
         let ids: Vec<_> = p.iter().filter(|(k, _)| k == "x-request-id").collect();
         assert_eq!(ids.len(), 1);
         assert_eq!(ids[0].1, "abc");
+    }
+
+    #[test]
+    fn the_peer_is_appended_to_x_forwarded_for_as_envoy_does_at_the_edge() {
+        let xff = |lines: &[&str], peer: Option<&str>| {
+            let mut b = http::Request::builder().uri("/");
+            for l in lines {
+                b = b.header("x-forwarded-for", *l);
+            }
+            let (parts, ()) = b.body(()).unwrap().into_parts();
+            let p = request_pairs(&parts, peer.map(|a| a.parse().unwrap()));
+            let all: Vec<_> = p.iter().filter(|(k, _)| k == "x-forwarded-for").collect();
+            assert!(all.len() <= 1, "{all:?}");
+            all.first().map(|(_, v)| v.clone())
+        };
+        assert_eq!(xff(&[], Some("10.0.0.7")).as_deref(), Some("10.0.0.7"));
+        assert_eq!(
+            xff(&["203.0.113.9"], Some("10.0.0.7")).as_deref(),
+            Some("203.0.113.9,10.0.0.7")
+        );
+        assert_eq!(
+            xff(&["1.1.1.1, 2.2.2.2", "3.3.3.3"], Some("::1")).as_deref(),
+            Some("1.1.1.1, 2.2.2.2,3.3.3.3,::1")
+        );
+        assert_eq!(xff(&["1.1.1.1"], None).as_deref(), Some("1.1.1.1"));
+        assert_eq!(xff(&[], None), None);
     }
 
     #[test]

@@ -134,7 +134,7 @@ async fn handle(
     };
     let (tx, rx) = oneshot::channel();
     let job = Job {
-        headers: request_pairs(&parts),
+        headers: request_pairs(&parts, Some(conn.peer.ip())),
         body: collected.data,
         trailers: collected.trailers,
         conn,
