@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meshward_core::policy::{parse_json, FailureMode, HeaderStyle, RequestAttrs};
+use meshward_core::policy::{parse_json, FailureMode, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
     evaluate, parse_addr, Access, Limiter, Outcome, Plan, Record, RuleState, Store, StoreError,
@@ -244,23 +244,11 @@ impl<'s> NativeFilter<'s> {
     }
 
     fn header_fields(&self, plan: &Plan, items: &[Item]) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if items.is_empty() {
-            return out;
-        }
-        match self.limiter.settings().response.headers {
-            HeaderStyle::None => {}
-            HeaderStyle::Ietf => {
-                out.push(("ratelimit-policy", plan.policy_field.to_string()));
-                out.push(("ratelimit", headers::ratelimit_field(items)));
-            }
-            HeaderStyle::IetfAndLegacy => {
-                out.push(("ratelimit-policy", plan.policy_field.to_string()));
-                out.push(("ratelimit", headers::ratelimit_field(items)));
-                out.extend(headers::legacy_fields(items));
-            }
-        }
-        out
+        headers::response_fields(
+            self.limiter.settings().response.headers,
+            &plan.policy_field,
+            items,
+        )
     }
 
     fn reject(

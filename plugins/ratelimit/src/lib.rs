@@ -275,23 +275,7 @@ impl Request {
     }
 
     fn header_fields(&self, plan: &Plan, items: &[Item]) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if items.is_empty() {
-            return out;
-        }
-        match self.style() {
-            HeaderStyle::None => {}
-            HeaderStyle::Ietf => {
-                out.push(("ratelimit-policy", plan.policy_field.to_string()));
-                out.push(("ratelimit", headers::ratelimit_field(items)));
-            }
-            HeaderStyle::IetfAndLegacy => {
-                out.push(("ratelimit-policy", plan.policy_field.to_string()));
-                out.push(("ratelimit", headers::ratelimit_field(items)));
-                out.extend(headers::legacy_fields(items));
-            }
-        }
-        out
+        headers::response_fields(self.style(), &plan.policy_field, items)
     }
 
     fn reject(

@@ -5,7 +5,7 @@
 //! without `core::fmt` on the per-request fields (it is the slowest part of a decision in an
 //! `opt-level = "z"` Wasm module): numbers go through [`push_u64`].
 
-use crate::policy::Rate;
+use crate::policy::{HeaderStyle, Rate};
 
 const NS_PER_S: u64 = 1_000_000_000;
 
@@ -112,6 +112,25 @@ pub fn policy_field(items: &[Item]) -> String {
 /// `RateLimit` value.
 pub fn ratelimit_field(items: &[Item]) -> String {
     fields(items, "r", "t", |i| (i.remaining, i.reset_s))
+}
+
+/// The response fields of `style` for `items`, given the route's precomputed
+/// `RateLimit-Policy` value (`policy`); none without items.
+pub fn response_fields(
+    style: HeaderStyle,
+    policy: &str,
+    items: &[Item],
+) -> Vec<(&'static str, String)> {
+    if items.is_empty() || style == HeaderStyle::None {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(5);
+    out.push(("ratelimit-policy", policy.to_string()));
+    out.push(("ratelimit", ratelimit_field(items)));
+    if style == HeaderStyle::IetfAndLegacy {
+        out.extend(legacy_fields(items));
+    }
+    out
 }
 
 /// draft-03 `X-RateLimit-Limit/Remaining/Reset` for the item closest to its limit.
@@ -236,6 +255,27 @@ mod tests {
                 ("x-ratelimit-reset", "1".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn response_fields_follow_the_style() {
+        let items = [Item {
+            name: "a",
+            rate: "10/s".parse().expect("rate"),
+            remaining: 4,
+            reset_s: 1,
+        }];
+        let names = |style| {
+            response_fields(style, "P", &items)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
+        assert!(names(HeaderStyle::None).is_empty());
+        assert_eq!(names(HeaderStyle::Ietf), ["ratelimit-policy", "ratelimit"]);
+        assert_eq!(names(HeaderStyle::IetfAndLegacy).len(), 5);
+        assert_eq!(response_fields(HeaderStyle::Ietf, "P", &items)[0].1, "P");
+        assert!(response_fields(HeaderStyle::Ietf, "P", &[]).is_empty());
     }
 
     #[test]
