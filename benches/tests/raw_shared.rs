@@ -1,6 +1,6 @@
-//! The raw shared-data guest the benchmarks time does what it is named for: every round is a
-//! get that finds the key and a CAS set that wins (each write takes the next cas), and the
-//! value comes back unchanged.
+//! The raw-ABI guests the benchmarks time do what they are named for: the no-op guest lets
+//! requests through; in the shared-data guest every round is a get that finds the key and a
+//! CAS set that wins (each write takes the next cas), and the value comes back unchanged.
 
 use meshward_benches::raw_guest::{RAW_SHARED_KEY, RAW_SHARED_ROUNDS, RAW_SHARED_WAT};
 use meshward_host::{Host, PluginSpec, StreamProps};
@@ -28,6 +28,26 @@ fn every_round_reads_and_wins_its_cas_set() {
             n * RAW_SHARED_ROUNDS,
             "request {n}"
         );
+    }
+    assert!(host.traps().is_empty(), "{:?}", host.traps());
+}
+
+#[test]
+fn the_raw_noop_guest_lets_every_request_through() {
+    let wasm = wat::parse_str(meshward_benches::raw_guest::RAW_NOOP_WAT).expect("wat");
+    let host = Host::builder().build().expect("host");
+    let plugin = host
+        .load(PluginSpec::new("raw_noop", wasm))
+        .expect("plugin");
+    let mut w = host.worker(&[plugin]).expect("worker");
+    for _ in 0..3 {
+        let id = w.open_http_stream(StreamProps::new());
+        let flow = w
+            .request_headers(id, &[(":path", "/")], true)
+            .expect("request");
+        assert!(matches!(flow, meshward_host::Flow::Continue), "{flow:?}");
+        w.complete(id).expect("complete");
+        w.release(id);
     }
     assert!(host.traps().is_empty(), "{:?}", host.traps());
 }
