@@ -210,7 +210,8 @@ fn parse_v4_port(s: &str) -> Option<Ipv4Addr> {
                 val = val * 10 + u32::from(b - b'0');
                 digits += 1;
             }
-            b'.' | b':' if digits > 0 => {
+            // A dot ends one of the first three octets, a colon the fourth.
+            b'.' | b':' if digits > 0 && (n < 3) == (b == b'.') => {
                 *octets.get_mut(n)? = u8::try_from(val).ok()?;
                 n += 1;
                 (val, digits) = (0, 0);
@@ -617,6 +618,8 @@ mod tests {
             ("1.2.3", None),
             ("1.2.3.4.5", None),
             ("1.2.3:80", None),
+            ("1.2.3.4.", None),
+            ("1.2.3.4.:80", None),
             ("256.1.1.1", None),
             ("01.2.3.4", None),
             ("1..3.4", None),
