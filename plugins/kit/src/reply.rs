@@ -6,7 +6,9 @@
 pub fn send(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
     #[cfg(target_arch = "wasm32")]
     {
-        let mut buf: Vec<u8> = Vec::new();
+        // Sized once: count, two lengths per pair, then each name and value NUL-terminated.
+        let text: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut buf: Vec<u8> = Vec::with_capacity(4 + 8 * headers.len() + text);
         let count = u32::try_from(headers.len()).unwrap_or(0);
         buf.extend_from_slice(&count.to_le_bytes());
         for (k, v) in headers {
