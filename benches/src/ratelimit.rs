@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use meshward_core::policy::{parse_json, FailureMode, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
-    evaluate, parse_addr, Access, Limiter, Outcome, Plan, Record, RuleState, Store, StoreError,
+    evaluate, parse_addr, Access, Limiter, Outcome, Plan, Record, Store, StoreError,
 };
 
 /// The benchmark's policy: one token-bucket rule keyed by client address on the catch-all
@@ -171,19 +171,6 @@ pub struct NativeFilter<'s> {
     denied: u64,
 }
 
-fn items<'p>(plan: &'p Plan, states: &[RuleState]) -> Vec<Item<'p>> {
-    plan.local()
-        .iter()
-        .zip(states)
-        .map(|(r, s)| Item {
-            name: &r.name,
-            rate: r.rate,
-            remaining: s.remaining,
-            reset_s: headers::ceil_secs(s.reset_ns),
-        })
-        .collect()
-}
-
 const ALLOWED: usize = 0;
 const LIMITED: usize = 1;
 const CAS_EXHAUSTED: usize = 2;
@@ -321,7 +308,7 @@ impl<'s> NativeFilter<'s> {
             } => {
                 let hit = plan.local().get(rule);
                 self.count(&plan, hit.map_or(usize::MAX, |r| r.index), LIMITED);
-                let fields = self.header_fields(&plan, &items(&plan, &states));
+                let fields = self.header_fields(&plan, &plan.items(&states));
                 let name = hit.map_or("", |r| &*r.name);
                 return self.reject(&plan.route.1, name, retry_after_ns, fields);
             }
@@ -336,7 +323,7 @@ impl<'s> NativeFilter<'s> {
             }
             Outcome::Allow { states, .. } => {
                 if on_allowed {
-                    self.header_fields(&plan, &items(&plan, &states))
+                    self.header_fields(&plan, &plan.items(&states))
                 } else {
                     Vec::new()
                 }

@@ -7,26 +7,22 @@ use std::cell::Cell;
 
 use proxy_wasm::types::MetricType;
 
-/// Counter ids by name.
+/// Counters whose names are only known per request, by name (each a [`Counter`]).
 #[derive(Debug, Default)]
 pub struct Counters {
-    ids: HashMap<String, Option<u32>>,
+    by_name: HashMap<String, Counter>,
 }
 
 impl Counters {
     /// Adds `n` to the counter `name`, defining it the first time.
     pub fn add(&mut self, name: &str, n: u64) {
-        let id = match self.ids.get(name) {
-            Some(id) => *id,
+        match self.by_name.get(name) {
+            Some(c) => c.add(n),
             None => {
-                let id = proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).ok();
-                self.ids.insert(name.to_string(), id);
-                id
+                let c = Counter::new(name.to_string());
+                c.add(n);
+                self.by_name.insert(name.to_string(), c);
             }
-        };
-        if let Some(id) = id {
-            let _ =
-                proxy_wasm::hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }

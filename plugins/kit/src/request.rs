@@ -32,7 +32,7 @@ fn fetch(name: &str) -> Option<String> {
 impl<'n> RequestView<'n> {
     /// A view of the current request in which only the headers in `names` (lower-case) are
     /// visible to [`RequestAttrs::header`]; nothing is read yet.
-    pub fn fetch(names: &'n [String]) -> Self {
+    pub fn new(names: &'n [String]) -> Self {
         Self {
             headers: names
                 .iter()

@@ -18,7 +18,6 @@ use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item};
 use meshward_core::ratelimit::{
     charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, Plan, PlannedRule,
-    RuleState,
 };
 use meshward_kit::metrics::{Counter, Counters};
 use meshward_kit::request::{peer_address, RequestView};
@@ -256,19 +255,6 @@ struct Request {
     debug: bool,
 }
 
-fn items<'p>(plan: &'p Plan, states: &[RuleState]) -> Vec<Item<'p>> {
-    plan.local()
-        .iter()
-        .zip(states)
-        .map(|(r, s)| Item {
-            name: &r.name,
-            rate: r.rate,
-            remaining: s.remaining,
-            reset_s: headers::ceil_secs(s.reset_ns),
-        })
-        .collect()
-}
-
 impl Request {
     fn style(&self) -> HeaderStyle {
         self.shared.limiter.settings().response.headers
@@ -435,28 +421,25 @@ impl Request {
         let now = time::now_nanos();
         self.debug = proxy_wasm::hostcalls::get_log_level()
             .is_ok_and(|l| matches!(l, LogLevel::Trace | LogLevel::Debug));
-        let req = RequestView::fetch(limiter.header_names());
+        let req = RequestView::new(limiter.header_names());
         // The request id only ever appears in debug lines: it is not read when the host drops
         // them (a paced or global request keeps the empty id for its later lines).
-        let debug = self.debug;
-        let rid = move |req: &RequestView| -> String {
-            if debug {
-                req.request_id().to_string()
-            } else {
-                String::new()
-            }
+        let rid = if self.debug {
+            req.request_id().to_string()
+        } else {
+            String::new()
         };
         let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
         match limiter.access(client) {
             Access::Deny => {
                 shared.denied.add(1);
-                self.log(&rid(&req), "-", "-", "denied", "");
+                self.log(&rid, "-", "-", "denied", "");
                 self.refuse(403, "Forbidden", "the client address is on the deny list");
                 return Action::Pause;
             }
             Access::Bypass => {
                 shared.bypassed.add(1);
-                self.log(&rid(&req), "-", "-", "bypassed", "");
+                self.log(&rid, "-", "-", "bypassed", "");
                 return Action::Continue;
             }
             Access::Limit => {}
@@ -477,13 +460,13 @@ impl Request {
                 let name = hit.map_or("", |r| &*r.name);
                 shared.count(&plan, hit, "", Out::Limited);
                 self.log(
-                    &rid(&req),
+                    &rid,
                     &route,
                     name,
                     "limited",
                     format_args!(" retry_after_ms={}", retry_after_ns / 1_000_000),
                 );
-                let fields = self.header_fields(&plan, &items(&plan, &states));
+                let fields = self.header_fields(&plan, &plan.items(&states));
                 self.reject(&route, name, retry_after_ns, fields);
                 return Action::Pause;
             }
@@ -493,13 +476,13 @@ impl Request {
                 shared.count(&plan, hit, "", Out::CasExhausted);
                 match error {
                     Some(e) => self.log(
-                        &rid(&req),
+                        &rid,
                         &route,
                         name,
                         "cas_exhausted",
                         format_args!(" error={e}"),
                     ),
-                    None => self.log(&rid(&req), &route, name, "cas_exhausted", ""),
+                    None => self.log(&rid, &route, name, "cas_exhausted", ""),
                 }
                 if settings.shared.on_cas_exhausted == FailureMode::Deny {
                     self.reject(&route, name, 1_000_000_000, Vec::new());
@@ -513,7 +496,7 @@ impl Request {
                 taken,
             } => {
                 if settings.response.on_allowed {
-                    self.response_headers = self.header_fields(&plan, &items(&plan, &states));
+                    self.response_headers = self.header_fields(&plan, &plan.items(&states));
                 }
                 (delay_ns, taken)
             }
@@ -528,7 +511,6 @@ impl Request {
         } else {
             Vec::new()
         };
-        let rid = rid(&req);
         // Shadow rules: charged when they admit, counted and marked when they would not.
         // Names of the shadow rules that would have refused, comma-separated.
         let mut shadowed = String::new();
@@ -573,11 +555,10 @@ impl Request {
                 .zip(globals)
                 .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, r)));
             if let Some((left, hit)) = cached {
-                let name = hit.name.clone();
                 shared.refund(&charged, now);
                 shared.count(&plan, Some(hit), "", Out::Limited);
-                self.log(&rid, &route, &name, "limited", " source=cache");
-                self.reject(&route, &name, left, Vec::new());
+                self.log(&rid, &route, &hit.name, "limited", " source=cache");
+                self.reject(&route, &hit.name, left, Vec::new());
                 return Action::Pause;
             }
             let failure = if globals

@@ -46,13 +46,12 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
-/// Appends `n` in decimal (what `write!(out, "{n}")` writes), digits copied at once.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// `n`'s decimal digits, written at the end of `buf` (what `format!("{n}")` gives).
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     while i > 0 {
         i -= 1;
-        if let Some(d) = digits.get_mut(i) {
+        if let Some(d) = buf.get_mut(i) {
             // n % 10 < 10: one ASCII digit.
             *d = b'0' + (n % 10) as u8;
         }
@@ -61,8 +60,13 @@ pub fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
+    buf.get(i..).unwrap_or(&[])
+}
+
+/// Appends `n` in decimal (what `write!(out, "{n}")` writes), digits copied at once.
+pub fn push_u64(out: &mut String, n: u64) {
     // ASCII digits are always UTF-8.
-    out.push_str(std::str::from_utf8(digits.get(i..).unwrap_or(&[])).unwrap_or(""));
+    out.push_str(std::str::from_utf8(decimal(n, &mut [0; 20])).unwrap_or(""));
 }
 
 fn sf_string(out: &mut String, s: &str) {

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use crate::policy::{
     canonical_ip, mask_ip, Algorithm, IpSource, KeyPart, Policy, Rate, RateLimitSettings,
-    RequestAttrs, Rule, TierSettings,
+    RequestAttrs, Rule,
 };
 
 use super::algo::Params;
-use super::engine::Check;
+use super::engine::{Check, RuleState};
 use super::headers::{self, Item};
 
 /// How a client address is treated before any rule.
@@ -91,6 +91,21 @@ impl Plan {
     /// Global rules, in policy order.
     pub fn global(&self) -> &[PlannedRule] {
         self.rules.get(self.shadow_end..).unwrap_or(&[])
+    }
+
+    /// The enforcing local rules as the response fields describe them, with `states` (the
+    /// engine's, one per local rule, in order).
+    pub fn items(&self, states: &[RuleState]) -> Vec<Item<'_>> {
+        self.local()
+            .iter()
+            .zip(states)
+            .map(|(r, s)| Item {
+                name: &r.name,
+                rate: r.rate,
+                remaining: s.remaining,
+                reset_s: headers::ceil_secs(s.reset_ns),
+            })
+            .collect()
     }
 }
 
@@ -241,13 +256,20 @@ impl Limiter {
     pub fn new(policy: Policy) -> Self {
         let settings = policy.ratelimit_settings();
         let headers = needed_headers(&policy, &settings);
+        let tiers: Vec<Arc<str>> = settings.tiers.as_ref().map_or_else(Vec::new, |t| {
+            t.names
+                .iter()
+                .chain(std::iter::once(&t.default))
+                .map(|n| Arc::from(n.as_str()))
+                .collect()
+        });
         let routes = policy
             .routes
             .iter()
             .map(|route| {
                 let rules = route.ratelimit.as_ref().map_or(&[][..], |rl| &rl.rules);
                 CompiledRoute {
-                    policy_fields: route_policy_fields(rules, settings.tiers.as_ref()),
+                    policy_fields: route_policy_fields(rules, &tiers),
                     name: Arc::from(route.name.as_str()),
                     rules: rules
                         .iter()
@@ -269,13 +291,6 @@ impl Limiter {
                 }
             })
             .collect();
-        let tiers = settings.tiers.as_ref().map_or_else(Vec::new, |t| {
-            t.names
-                .iter()
-                .chain(std::iter::once(&t.default))
-                .map(|n| Arc::from(n.as_str()))
-                .collect()
-        });
         Self {
             policy,
             settings,
@@ -485,9 +500,9 @@ impl Limiter {
     }
 }
 
-/// A route's `RateLimit-Policy` value for each tier (in the limiter's tier order: the names,
-/// then the default), or one value when no tiers are configured.
-fn route_policy_fields(rules: &[Rule], tiers: Option<&TierSettings>) -> Vec<Arc<str>> {
+/// A route's `RateLimit-Policy` value for each of `tiers` (the limiter's tier order), or one
+/// value when no tiers are configured.
+fn route_policy_fields(rules: &[Rule], tiers: &[Arc<str>]) -> Vec<Arc<str>> {
     let field = |tier: Option<&str>| -> Arc<str> {
         let items: Vec<Item> = rules
             .iter()
@@ -504,15 +519,10 @@ fn route_policy_fields(rules: &[Rule], tiers: Option<&TierSettings>) -> Vec<Arc<
             .collect();
         Arc::from(headers::policy_field(&items))
     };
-    match tiers {
-        None => vec![field(None)],
-        Some(t) => t
-            .names
-            .iter()
-            .chain(std::iter::once(&t.default))
-            .map(|n| field(Some(n)))
-            .collect(),
+    if tiers.is_empty() {
+        return vec![field(None)];
     }
+    tiers.iter().map(|t| field(Some(t))).collect()
 }
 
 fn needed_headers(policy: &Policy, settings: &RateLimitSettings) -> Vec<String> {
@@ -550,21 +560,8 @@ fn needed_headers(policy: &Policy, settings: &RateLimitSettings) -> Vec<String> 
 }
 
 /// Appends `n` in decimal (as `format!("{n}")` would).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            // n % 10 < 10: always one ASCII digit.
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(i..).unwrap_or(&[]));
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(headers::decimal(n, &mut [0; 20]));
 }
 
 /// Algorithm numbers of `rule` at `rate`.
