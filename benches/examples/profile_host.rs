@@ -17,7 +17,11 @@ fn main() {
     // RAW=1: the raw-ABI no-op guest instead of the SDK one.
     let raw = std::env::var("RAW").as_deref() == Ok("1");
     let raw_wasm = wat::parse_str(meshward_benches::raw_guest::RAW_NOOP_WAT).expect("wat");
-    let wasm: &[u8] = if raw {
+    // WASM_FILE=path: any module instead (e.g. the no-op guest built at another opt-level).
+    let file_wasm = std::env::var_os("WASM_FILE").map(|f| std::fs::read(f).expect("WASM_FILE"));
+    let wasm: &[u8] = if let Some(w) = &file_wasm {
+        w
+    } else if raw {
         &raw_wasm
     } else {
         meshward_artifacts::NOOP
