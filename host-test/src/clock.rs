@@ -138,4 +138,22 @@ mod tests {
         assert!(!c.set_nanos(5));
         assert!(c.now_nanos() > 1_600_000_000_000_000_000);
     }
+
+    #[test]
+    fn system_clock_agrees_with_the_standard_library() {
+        let c = SystemClock::new();
+        let std_now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        };
+        let before = std_now();
+        let ours = c.now_nanos();
+        let after = std_now();
+        assert!(
+            before <= ours && ours <= after,
+            "{before} <= {ours} <= {after}"
+        );
+    }
 }
