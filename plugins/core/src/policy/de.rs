@@ -40,7 +40,7 @@ impl DeError {
     }
 
     /// Attaches `at` unless a deeper frame already did.
-    fn at(mut self, at: &Chain<'_>) -> Self {
+    pub(super) fn at(mut self, at: &Chain<'_>) -> Self {
         if self.path.is_none() {
             self.path = Some(at.render());
         }
@@ -110,7 +110,7 @@ impl fmt::Display for Unexp<'_> {
 }
 
 /// Where the deserializer is, innermost last; lives on the stack of the nested calls.
-enum Chain<'a> {
+pub(super) enum Chain<'a> {
     Root,
     Key(&'a Chain<'a>, &'a str),
     Index(&'a Chain<'a>, usize),
@@ -199,6 +199,8 @@ impl Node {
 }
 
 /// Deserializes `T` from `value`; a type error carries the path of the offending field.
+/// The policy itself is read by `read.rs`; this is its reference (tests).
+#[cfg(test)]
 pub(crate) fn from_node<T: de::DeserializeOwned>(value: &Node) -> Result<T, DeError> {
     let root = Chain::Root;
     T::deserialize(At { value, at: &root }).map_err(|e| e.at(&root))
@@ -280,9 +282,9 @@ impl<'de> Visitor<'de> for Tree {
 }
 
 /// A value and where it is.
-struct At<'v, 'c> {
-    value: &'v Node,
-    at: &'c Chain<'c>,
+pub(super) struct At<'v, 'c> {
+    pub(super) value: &'v Node,
+    pub(super) at: &'c Chain<'c>,
 }
 
 impl At<'_, '_> {
@@ -299,7 +301,7 @@ impl At<'_, '_> {
         }
     }
 
-    fn wrong<T>(&self, exp: &dyn Expected) -> Result<T, DeError> {
+    pub(super) fn wrong<T>(&self, exp: &dyn Expected) -> Result<T, DeError> {
         Err(de::Error::invalid_type(self.unexpected(), exp))
     }
 }

@@ -11,6 +11,8 @@ mod error;
 mod map;
 mod parse;
 mod ratelimit;
+mod read;
+mod read_types;
 mod route;
 mod units;
 mod validate;

@@ -4,8 +4,9 @@
 //! a type error; semantic problems come from `validate`. The filters and `meshward check`
 //! run this same code.
 
-use super::de::{from_node, json_tree};
+use super::de::json_tree;
 use super::error::{PolicyError, PolicyErrors};
+use super::read::read;
 use super::Policy;
 
 /// Parses a JSON policy (a filter's pluginConfig) and validates it. A syntax error has a
@@ -22,7 +23,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
             message: strip_location(&e.to_string()),
         }])
     })?;
-    let policy: Policy = from_node(&tree).map_err(|e| {
+    let policy: Policy = read(&tree).map_err(|e| {
         PolicyErrors(vec![PolicyError {
             file: FILE.to_string(),
             line: 0,
@@ -67,7 +68,7 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
             message,
         }
     };
-    let policy: Policy = match from_node(&super::de::Node::from_value(&doc.value)) {
+    let policy: Policy = match read(&super::de::Node::from_value(&doc.value)) {
         Ok(p) => p,
         Err(e) => {
             // The path already ends at the offending field (an unknown field included), so

@@ -68,7 +68,7 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn default_key() -> Vec<KeyPart> {
+pub(super) fn default_key() -> Vec<KeyPart> {
     vec![KeyPart::ClientIp]
 }
 
@@ -233,10 +233,10 @@ pub struct ClientIpSettings {
     pub ipv6_mask: u8,
 }
 
-fn default_v4_mask() -> u8 {
+pub(super) fn default_v4_mask() -> u8 {
     32
 }
-fn default_v6_mask() -> u8 {
+pub(super) fn default_v6_mask() -> u8 {
     64
 }
 
@@ -311,13 +311,13 @@ pub struct ResponseSettings {
     pub shadow_header: String,
 }
 
-fn default_status() -> u16 {
+pub(super) fn default_status() -> u16 {
     429
 }
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
-fn default_shadow_header() -> String {
+pub(super) fn default_shadow_header() -> String {
     "x-meshward-ratelimit-shadow".to_string()
 }
 
@@ -349,10 +349,10 @@ pub struct SharedSettings {
     pub on_cas_exhausted: FailureMode,
 }
 
-fn default_slots() -> u32 {
+pub(super) fn default_slots() -> u32 {
     65_536
 }
-fn default_cas_retries() -> u32 {
+pub(super) fn default_cas_retries() -> u32 {
     8
 }
 
@@ -378,10 +378,10 @@ pub struct QueueSettings {
     pub tick: Duration,
 }
 
-fn default_queue_len() -> u32 {
+pub(super) fn default_queue_len() -> u32 {
     1024
 }
-fn default_tick() -> Duration {
+pub(super) fn default_tick() -> Duration {
     Duration::from_millis(10)
 }
 
@@ -413,9 +413,9 @@ pub struct GlobalSettings {
     pub cache_entries: u32,
 }
 
-fn default_rls_timeout() -> Duration {
+pub(super) fn default_rls_timeout() -> Duration {
     Duration::from_millis(20)
 }
-fn default_cache_entries() -> u32 {
+pub(super) fn default_cache_entries() -> u32 {
     4096
 }

@@ -1,0 +1,283 @@
+//! [`FromNode`] for every policy type: the field lists, defaults and variant names of the
+//! serde attributes on the types (`rename`, `default = "..."`, `rename_all`), written once
+//! more in the shape `read.rs` runs. `read_test.rs` holds them to the serde derives. Knows
+//! the policy's field names, nothing of how a tree is walked.
+
+use super::de::{At, Chain, DeError, Node};
+use super::map::Map;
+use super::ratelimit::{
+    default_cache_entries, default_cas_retries, default_key, default_queue_len,
+    default_rls_timeout, default_shadow_header, default_slots, default_status, default_tick,
+    default_true, default_v4_mask, default_v6_mask,
+};
+use super::read::{fields, missing, newtype, try_from_string, unit_variant, variant, FromNode};
+use super::{
+    Algorithm, Cidr, ClientIpSettings, Duration, FailureMode, GlobalSettings, HeaderStyle,
+    IpSource, KeyPart, PathMatch, Policy, QueueSettings, Rate, RateLimitSettings, ResponseSettings,
+    Route, RouteClass, RouteMatch, RouteRateLimit, Rule, SharedSettings, TierSettings,
+};
+
+/// `FromNode` for a struct with `deny_unknown_fields`: `field: "name"` is required,
+/// `field: "name" = expr` takes `expr` when absent (serde's `default`).
+macro_rules! read_struct {
+    ($ty:ident, $expecting:literal, { $($field:ident : $name:literal $(= $default:expr)?),+ $(,)? }) => {
+        impl FromNode for $ty {
+            fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+                #[allow(non_camel_case_types)]
+                enum F { $($field),+ }
+                const NAMES: &[&str] = &[$($name),+];
+                $(let mut $field = None;)+
+                fields(at, $expecting, NAMES, &mut |i, v| {
+                    $(if i == F::$field as usize {
+                        $field = Some(FromNode::from_node(v)?);
+                        return Ok(());
+                    })+
+                    Ok(())
+                })?;
+                Ok($ty {
+                    $($field: read_struct!(@or $field, $name $(, $default)?),)+
+                })
+            }
+        }
+    };
+    (@or $field:ident, $name:literal) => {
+        match $field { Some(v) => v, None => return Err(missing($name)) }
+    };
+    (@or $field:ident, $name:literal, $default:expr) => {
+        match $field { Some(v) => v, None => $default }
+    };
+}
+
+/// `FromNode` for an enum of unit variants: `Variant = "name"`.
+macro_rules! read_unit_enum {
+    ($ty:ident, $expecting:literal, { $($variant:ident = $name:literal),+ $(,)? }) => {
+        impl FromNode for $ty {
+            fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+                const NAMES: &[&str] = &[$($name),+];
+                const ALL: &[$ty] = &[$($ty::$variant),+];
+                let i = unit_variant(&at, $expecting, NAMES)?;
+                ALL.get(i)
+                    .copied()
+                    .ok_or_else(|| serde::de::Error::custom("variant out of range"))
+            }
+        }
+    };
+}
+
+impl FromNode for Policy {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        #[cfg(feature = "deployment")]
+        const NAMES: &[&str] = &[
+            "apiVersion",
+            "kind",
+            "service",
+            "routes",
+            "ratelimit",
+            "deployment",
+        ];
+        #[cfg(not(feature = "deployment"))]
+        const NAMES: &[&str] = &["apiVersion", "kind", "service", "routes", "ratelimit"];
+        let mut api_version = None;
+        let mut kind = None;
+        let mut service = None;
+        let mut routes = None;
+        let mut ratelimit = None;
+        #[cfg(feature = "deployment")]
+        let mut deployment = None;
+        fields(at, "struct Policy", NAMES, &mut |i, v| {
+            match i {
+                0 => api_version = Some(FromNode::from_node(v)?),
+                1 => kind = Some(FromNode::from_node(v)?),
+                2 => service = Some(FromNode::from_node(v)?),
+                3 => routes = Some(FromNode::from_node(v)?),
+                4 => ratelimit = Some(FromNode::from_node(v)?),
+                #[cfg(feature = "deployment")]
+                5 => deployment = Some(super::read::with_serde(v)?),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(Policy {
+            api_version: api_version.ok_or_else(|| missing("apiVersion"))?,
+            kind: kind.ok_or_else(|| missing("kind"))?,
+            service: service.ok_or_else(|| missing("service"))?,
+            routes: routes.unwrap_or_default(),
+            ratelimit: ratelimit.unwrap_or_default(),
+            #[cfg(feature = "deployment")]
+            deployment: deployment.unwrap_or_default(),
+        })
+    }
+}
+
+read_struct!(Route, "struct Route", {
+    name: "name",
+    matcher: "match" = None,
+    class: "class" = None,
+    ratelimit: "ratelimit" = None,
+});
+
+read_unit_enum!(RouteClass, "enum RouteClass", {
+    Critical = "critical",
+    Standard = "standard",
+    Optional = "optional",
+});
+
+read_struct!(RouteMatch, "struct RouteMatch", {
+    path: "path" = None,
+    methods: "methods" = Vec::new(),
+    host: "host" = None,
+    headers: "headers" = Map::new(),
+});
+
+impl FromNode for PathMatch {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        const NAMES: &[&str] = &["exact", "prefix", "template"];
+        let (i, value) = variant(&at, "enum PathMatch", NAMES)?;
+        let s = newtype(&at, NAMES, i, value)?;
+        Ok(match i {
+            0 => PathMatch::Exact(s),
+            1 => PathMatch::Prefix(s),
+            _ => PathMatch::Template(s),
+        })
+    }
+}
+
+read_struct!(RouteRateLimit, "struct RouteRateLimit", {
+    rules: "rules",
+});
+
+read_struct!(Rule, "struct Rule", {
+    name: "name",
+    algorithm: "algorithm" = Algorithm::default(),
+    rate: "rate",
+    burst: "burst" = None,
+    key: "key" = default_key(),
+    tiers: "tiers" = Map::new(),
+    shadow: "shadow" = false,
+    max_delay: "max_delay" = None,
+    delay_after: "delay_after" = None,
+    global: "global" = false,
+    failure_mode: "failure_mode" = None,
+    cost: "cost" = None,
+});
+
+read_unit_enum!(Algorithm, "enum Algorithm", {
+    TokenBucket = "token-bucket",
+    LeakyBucket = "leaky-bucket",
+    SlidingWindow = "sliding-window",
+    FixedWindow = "fixed-window",
+});
+
+read_unit_enum!(FailureMode, "enum FailureMode", {
+    Allow = "allow",
+    Deny = "deny",
+});
+
+read_struct!(RateLimitSettings, "struct RateLimitSettings", {
+    client_ip: "client_ip" = ClientIpSettings::default(),
+    tiers: "tiers" = None,
+    claim_headers: "claim_headers" = Map::new(),
+    allow_cidrs: "allow_cidrs" = Vec::new(),
+    deny_cidrs: "deny_cidrs" = Vec::new(),
+    response: "response" = ResponseSettings::default(),
+    shared: "shared" = SharedSettings::default(),
+    queue: "queue" = QueueSettings::default(),
+    global: "global" = None,
+});
+
+read_struct!(ClientIpSettings, "struct ClientIpSettings", {
+    source: "source" = IpSource::default(),
+    trusted_hops: "trusted_hops" = 0,
+    ipv4_mask: "ipv4_mask" = default_v4_mask(),
+    ipv6_mask: "ipv6_mask" = default_v6_mask(),
+});
+
+read_unit_enum!(IpSource, "enum IpSource", {
+    Peer = "peer",
+    Xff = "xff",
+});
+
+read_struct!(TierSettings, "struct TierSettings", {
+    from: "from",
+    default: "default",
+    names: "names",
+});
+
+read_unit_enum!(HeaderStyle, "enum HeaderStyle", {
+    Ietf = "ietf",
+    IetfAndLegacy = "ietf+legacy",
+    None = "none",
+});
+
+read_struct!(ResponseSettings, "struct ResponseSettings", {
+    status: "status" = default_status(),
+    headers: "headers" = HeaderStyle::default(),
+    on_allowed: "on_allowed" = default_true(),
+    problem_json: "problem_json" = default_true(),
+    shadow_header: "shadow_header" = default_shadow_header(),
+});
+
+read_struct!(SharedSettings, "struct SharedSettings", {
+    slots: "slots" = default_slots(),
+    cas_retries: "cas_retries" = default_cas_retries(),
+    on_cas_exhausted: "on_cas_exhausted" = FailureMode::default(),
+});
+
+read_struct!(QueueSettings, "struct QueueSettings", {
+    max_len: "max_len" = default_queue_len(),
+    tick: "tick" = default_tick(),
+});
+
+read_struct!(GlobalSettings, "struct GlobalSettings", {
+    cluster: "cluster",
+    domain: "domain",
+    timeout: "timeout" = default_rls_timeout(),
+    failure_mode: "failure_mode" = FailureMode::default(),
+    cache_entries: "cache_entries" = default_cache_entries(),
+});
+
+impl FromNode for Duration {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        try_from_string(at)
+    }
+}
+
+impl FromNode for Rate {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        try_from_string(at)
+    }
+}
+
+impl FromNode for Cidr {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        try_from_string(at)
+    }
+}
+
+impl FromNode for KeyPart {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        try_from_string(at)
+    }
+}
+
+/// serde's `Map` visitor (`map.rs`): entries in any order, a repeated key is an error at
+/// the map's path (after its value was read, as serde reads key then value).
+impl<V: FromNode> FromNode for Map<V> {
+    fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
+        let Node::Map(entries) = at.value else {
+            return at.wrong(&"a map");
+        };
+        let mut m = Map::new();
+        for (key, value) in entries {
+            let chain = Chain::Key(at.at, key);
+            let v = V::from_node(At { value, at: &chain }).map_err(|e| e.at(&chain))?;
+            if m.contains_key(key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{key}`"
+                )));
+            }
+            m.insert(key.clone(), v);
+        }
+        Ok(m)
+    }
+}
