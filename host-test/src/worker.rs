@@ -83,6 +83,10 @@ pub struct Worker {
     /// `proxy_get_property`). When none can, the two clock reads per stream are skipped: nothing
     /// else reads those times, so what any plugin or the embedder sees is the same.
     stream_times: bool,
+    /// Streams changed by something other than the embedder's own call on them (a
+    /// `proxy_continue_stream`, local reply or close from another context, a tick, a callout
+    /// answer, a trap), recorded only once the embedder asked with [`Worker::watch_resumed`].
+    resumed: Option<Vec<StreamId>>,
 }
 
 impl Drop for Worker {
@@ -153,6 +157,7 @@ impl Worker {
             stash: VecDeque::new(),
             rng,
             stream_times: chain.iter().any(|p| p.inner.reads_properties),
+            resumed: None,
         })
     }
 
@@ -738,6 +743,16 @@ impl Worker {
             }
             let actions = std::mem::take(&mut self.core().actions);
             for a in actions {
+                if self.resumed.is_some() {
+                    let slot = match &a {
+                        Action::Continue { slot, .. }
+                        | Action::Close { slot }
+                        | Action::LocalReply { slot, .. } => *slot,
+                    };
+                    if let Some(id) = self.core_ref().stream(slot).map(|s| s.id) {
+                        self.mark_resumed(id);
+                    }
+                }
                 match a {
                     Action::Continue {
                         slot,
@@ -754,6 +769,34 @@ impl Worker {
                     Action::LocalReply { slot, reply, .. } => self.apply_local_reply(slot, reply),
                 }
             }
+        }
+    }
+
+    /// Start recording which streams change through actions (a plugin resuming, answering or
+    /// closing a stream from another context, a tick, a callout answer, a trap's fail
+    /// strategy) or are reset by [`Worker::shutdown`]; [`Worker::take_resumed`] hands them
+    /// over. An embedder that waits on many
+    /// paused streams wakes only these instead of re-checking every stream after each call.
+    pub fn watch_resumed(&mut self) {
+        self.resumed.get_or_insert_with(Vec::new);
+    }
+
+    fn mark_resumed(&mut self, id: StreamId) {
+        if let Some(r) = self.resumed.as_mut() {
+            // Consecutive actions on one stream are recorded once.
+            if r.last() != Some(&id) {
+                r.push(id);
+            }
+        }
+    }
+
+    /// The streams changed through actions since the last call (empty unless
+    /// [`Worker::watch_resumed`] was called), in order (a stream may appear more than once);
+    /// `out` is cleared first.
+    pub fn take_resumed(&mut self, out: &mut Vec<StreamId>) {
+        out.clear();
+        if let Some(r) = self.resumed.as_mut() {
+            std::mem::swap(out, r);
         }
     }
 
@@ -1562,6 +1605,7 @@ impl Worker {
                     s.resp.aborted = true;
                 }
             }
+            self.mark_resumed(id);
             let _ = self.complete(id);
         }
         for p in 0..self.slots.len() {

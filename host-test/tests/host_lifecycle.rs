@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use meshward_host::{
-    FailStrategy, Flow, Host, LocalReply, PluginSpec, StreamProps, VirtualClock, Worker,
+    FailStrategy, Flow, Host, LocalReply, PluginSpec, StreamId, StreamProps, VirtualClock, Worker,
     DEFAULT_BUFFER_LIMIT,
 };
 
@@ -388,6 +388,37 @@ fn a_stream_resumed_by_a_tick_at_7_3_ms_is_seen_at_7_3_ms() {
     let s = w.stream(id).unwrap();
     assert!(!s.paused() && s.forwarded_upstream());
     assert_eq!(w.next_due(), None, "the tick stopped itself");
+}
+
+#[test]
+fn take_resumed_names_only_the_streams_a_tick_resumed_or_shutdown_reset() {
+    let (host, _clock) = virtual_host(DEFAULT_BUFFER_LIMIT);
+    let mut w = worker(&host, vec![PluginSpec::new("tick", resumed_by_tick())]);
+    let mut out = vec![StreamId(0)];
+    w.take_resumed(&mut out);
+    assert!(out.is_empty(), "nothing is recorded before watch_resumed");
+    w.watch_resumed();
+    let a = w.open_http_stream(StreamProps::new());
+    let b = w.open_http_stream(StreamProps::new());
+    for id in [a, b] {
+        assert_eq!(
+            w.request_headers(id, &get("/"), true).unwrap(),
+            Flow::Paused { plugin: 0 }
+        );
+    }
+    w.take_resumed(&mut out);
+    assert!(out.is_empty(), "the embedder's own calls are not recorded");
+    // The guest parks the last paused context (b); its tick resumes b only.
+    w.advance(Duration::from_millis(7));
+    w.take_resumed(&mut out);
+    assert_eq!(out, vec![b]);
+    assert!(w.stream(a).unwrap().paused());
+    w.take_resumed(&mut out);
+    assert!(out.is_empty(), "taken once");
+    w.complete(b).unwrap();
+    w.shutdown();
+    w.take_resumed(&mut out);
+    assert_eq!(out, vec![a], "shutdown resets the stream still open");
 }
 
 // ----- traps with a cursor -----

@@ -1,15 +1,18 @@
 //! One plugin worker as the async tasks of its thread share it: the host `Worker` behind a
-//! `RefCell` (borrowed only between awaits, never across one), a `progress` signal raised
-//! after every call into the worker (a stream paused by one request may be resumed by
-//! another request's callback, a tick or a callout answer), and the driver that fires the
-//! worker's timeline on the system clock. Must not know about HTTP.
+//! `RefCell` (borrowed only between awaits, never across one), a wake-up per waiting stream
+//! raised when the worker reports that stream changed (a stream paused by one request may be
+//! resumed by another request's callback, a tick or a callout answer: `Worker::take_resumed`),
+//! a `progress` signal raised after every call into the worker (for whoever watches the
+//! worker as a whole), and the driver that fires the worker's timeline on the system clock.
+//! Must not know about HTTP.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshward_host::Worker;
+use meshward_host::{StreamId, Worker};
 use tokio::sync::Notify;
 
 /// The shortest sleep: something due in the past right after a poll (e.g. the end of a
@@ -27,25 +30,79 @@ pub struct Chain {
     rearm: Notify,
     /// Raised by network tasks when a callout answer is waiting in the worker's inbox.
     wake: Arc<Notify>,
+    /// One wake-up per stream a task waits on: only streams the worker reports changed are
+    /// woken, not every waiting stream after every call.
+    waiters: RefCell<HashMap<StreamId, Rc<Notify>>>,
+    /// Scratch for `Worker::take_resumed`.
+    resumed: RefCell<Vec<StreamId>>,
+}
+
+/// A stream's registration in [`Chain`]: woken when the worker changes that stream;
+/// unregistered when dropped.
+pub struct StreamWaiter<'a> {
+    chain: &'a Chain,
+    id: StreamId,
+    notify: Rc<Notify>,
+}
+
+impl StreamWaiter<'_> {
+    /// Completes when the worker changed the stream since the last wake-up (a change that
+    /// came before this call completes it at once: `Notify` keeps one permit).
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+}
+
+impl Drop for StreamWaiter<'_> {
+    fn drop(&mut self) {
+        self.chain.waiters.borrow_mut().remove(&self.id);
+    }
 }
 
 impl Chain {
     /// Wraps `worker`; `wake` is what callout tasks notify.
-    pub fn new(worker: Worker, wake: Arc<Notify>) -> Rc<Chain> {
+    pub fn new(mut worker: Worker, wake: Arc<Notify>) -> Rc<Chain> {
+        worker.watch_resumed();
         Rc::new(Chain {
             worker: RefCell::new(worker),
             progress: Notify::new(),
             rearm: Notify::new(),
             wake,
+            waiters: RefCell::new(HashMap::new()),
+            resumed: RefCell::new(Vec::new()),
         })
     }
 
-    /// Runs `f` on the worker, then tells waiting streams and the driver.
+    /// Runs `f` on the worker, then tells the streams it changed and the driver.
     pub fn with<R>(&self, f: impl FnOnce(&mut Worker) -> R) -> R {
         let r = f(&mut self.worker.borrow_mut());
-        self.progress.notify_waiters();
+        self.notify_changed();
         self.rearm.notify_one();
         r
+    }
+
+    /// Registers a task waiting on stream `id` (one waiter per stream).
+    pub fn waiter(&self, id: StreamId) -> StreamWaiter<'_> {
+        let notify = Rc::new(Notify::new());
+        self.waiters.borrow_mut().insert(id, Rc::clone(&notify));
+        StreamWaiter {
+            chain: self,
+            id,
+            notify,
+        }
+    }
+
+    /// Wakes the waiters of the streams the worker changed, then whoever watches progress.
+    fn notify_changed(&self) {
+        let mut changed = self.resumed.borrow_mut();
+        self.worker.borrow_mut().take_resumed(&mut changed);
+        let waiters = self.waiters.borrow();
+        for id in changed.iter() {
+            if let Some(n) = waiters.get(id) {
+                n.notify_one();
+            }
+        }
+        self.progress.notify_waiters();
     }
 
     /// Reads the worker.
@@ -70,7 +127,7 @@ impl Chain {
             }
             // Not `with`: that would re-arm this loop and spin.
             self.worker.borrow_mut().poll();
-            self.progress.notify_waiters();
+            self.notify_changed();
         }
     }
 }

@@ -206,14 +206,15 @@ async fn wait(
     deadline: Instant,
     reply: &mut oneshot::Sender<Answer>,
 ) -> Result<Stage, Stop> {
+    // Woken only when the worker reports this stream changed (not after every call).
+    let waiter = chain.waiter(id);
     loop {
-        let progressed = chain.progressed();
         let stage = chain.peek(|w| stage(w, id, response));
         if !matches!(stage, Stage::Waiting) {
             return Ok(stage);
         }
         tokio::select! {
-            _ = progressed => {}
+            _ = waiter.changed() => {}
             _ = tokio::time::sleep_until(deadline) => return Err(Stop::Timeout),
             _ = reply.closed() => return Err(Stop::ClientGone),
         }
