@@ -191,16 +191,30 @@ impl<T: FromNode> FromNode for Option<T> {
 
 impl<T: FromNode> FromNode for Vec<T> {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
-        let Node::Seq(items) = at.value else {
-            return at.wrong(&"a sequence");
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, value) in items.iter().enumerate() {
-            let chain = Chain::Index(at.at, i);
-            out.push(T::from_node(At { value, at: &chain }).map_err(|e| e.at(&chain))?);
-        }
+        let mut out = Vec::new();
+        elements(at, &mut |v| {
+            out.push(T::from_node(v)?);
+            Ok(())
+        })?;
         Ok(out)
     }
+}
+
+/// The loop of every array (serde's `Vec` visitor): `at` must be a sequence (else
+/// "invalid type: ..., expected a sequence"); `element` reads each item, whose errors
+/// get the item's path (`rules[1]`).
+fn elements(
+    at: At<'_, '_>,
+    element: &mut dyn FnMut(At<'_, '_>) -> Result<(), DeError>,
+) -> Result<(), DeError> {
+    let Node::Seq(items) = at.value else {
+        return at.wrong(&"a sequence");
+    };
+    for (i, value) in items.iter().enumerate() {
+        let chain = Chain::Index(at.at, i);
+        element(At { value, at: &chain }).map_err(|e| e.at(&chain))?;
+    }
+    Ok(())
 }
 
 /// A string turned into `T` by `TryFrom<String>` (serde's `try_from = "String"`): a
