@@ -46,9 +46,11 @@ pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
     Ok(policy)
 }
 
-/// serde_json appends " at line L column C"; we print the location ourselves.
+/// serde_json appends " at line L column C"; we print the location ourselves. (A byte
+/// window search, not `str::rfind`, whose two-way searcher is half a kilobyte of Wasm.)
 fn strip_location(msg: &str) -> String {
-    match msg.rfind(" at line ") {
+    const AT: &[u8] = b" at line ";
+    match msg.as_bytes().windows(AT.len()).rposition(|w| w == AT) {
         Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
         None => msg.to_string(),
     }
@@ -84,5 +86,47 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
             out.sort_by_key(|e| (e.line, e.column));
             Err(PolicyErrors(out))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_json, strip_location};
+
+    #[test]
+    fn only_the_last_location_suffix_is_cut() {
+        assert_eq!(
+            strip_location("key must be a string at line 2 column 16"),
+            "key must be a string"
+        );
+        assert_eq!(
+            strip_location("a at line 1 column 2 at line 3 column 4"),
+            "a at line 1 column 2"
+        );
+        assert_eq!(strip_location("no location"), "no location");
+        assert_eq!(strip_location(" at line "), "");
+        assert_eq!(strip_location(""), "");
+    }
+
+    #[test]
+    fn syntax_and_semantic_messages_are_whole() {
+        let e = parse_json(b"{\n  \"service\": 1,,\n}").unwrap_err();
+        let e = e.iter().next().expect("one problem");
+        assert_eq!((e.line, e.column), (2, 16));
+        assert_eq!(e.message, "key must be a string");
+        let e = parse_json(
+            br#"{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"s",
+                "routes":[{"name":"default","ratelimit":{"rules":[
+                    {"name":"r","rate":"1/s","tiers":{"gold":"2/s"}}]}}],
+                "ratelimit":{"tiers":{"from":"header:x-tier","default":"free",
+                    "names":["free","standard","premium"]}}}"#,
+        )
+        .unwrap_err();
+        let e = e.iter().next().expect("one problem");
+        assert_eq!(e.path, "routes[0].ratelimit.rules[0].tiers.gold");
+        assert_eq!(
+            e.message,
+            "unknown tier `gold`; known: free, standard, premium"
+        );
     }
 }
