@@ -97,6 +97,25 @@ impl Headers {
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
         self.0.push((name.to_ascii_lowercase(), value.to_vec()));
     }
+    /// Append a value (name lower-cased) in an entry taken from `pool` when it has one (its
+    /// buffers are reused: no allocation once they are large enough).
+    pub(crate) fn add_pooled(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        let Some((mut k, mut v)) = pool.pop() else {
+            self.add(name, value);
+            return;
+        };
+        k.clear();
+        k.extend_from_slice(name);
+        k.make_ascii_lowercase();
+        v.clear();
+        v.extend_from_slice(value);
+        self.0.push((k, v));
+    }
     /// Replace every value of `name` by one `value` (adds when missing), as Envoy `setCopy`.
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
         let lower = name.to_ascii_lowercase();
@@ -344,6 +363,19 @@ mod tests {
         pool.extend((0..10).map(|i| (vec![b'k'; i], vec![b'v'; i])));
         h.fill_pooled(&[("Host", "x")], &mut pool);
         assert_eq!(h, Headers::from_pairs(&[("host", "x")]));
+    }
+
+    #[test]
+    fn add_pooled_reuses_an_entry_and_adds_like_add() {
+        let mut pool = vec![(b"old-name".to_vec(), b"old value".to_vec())];
+        let mut h = Headers::from_pairs(&[(":status", "200")]);
+        h.add_pooled(b"RateLimit", b"\"a\";r=9", &mut pool);
+        assert!(pool.is_empty(), "the entry was taken");
+        h.add_pooled(b"X-Two", b"2", &mut pool);
+        let mut plain = Headers::from_pairs(&[(":status", "200")]);
+        plain.add(b"RateLimit", b"\"a\";r=9");
+        plain.add(b"X-Two", b"2");
+        assert_eq!(h, plain);
     }
 
     #[test]

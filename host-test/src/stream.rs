@@ -119,6 +119,10 @@ pub enum Flow {
     Reset,
 }
 
+/// Header entries (name and value buffers) a stream direction keeps for its slot's next
+/// stream.
+const POOL_MAX: usize = 256;
+
 /// One direction of a stream. Positions are in chain order for this direction (request: plugin
 /// i at position i; response: plugin i at position n-1-i); position n is "past the chain".
 #[derive(Debug, Default)]
@@ -151,18 +155,22 @@ impl Dir {
         self.n = n;
         // Trailers first, then the headers, at the end of the pool in order
         // (`Headers::fill_pooled` reuses the end first); into an empty pool by swapping the
-        // vectors, not moving entries. At most 256 entries are kept (the oldest go).
+        // vectors, not moving entries. At most `POOL_MAX`
+        // entries are kept: what does not fit is dropped before it is moved (never a shift of
+        // the whole pool: dropping the oldest from the front moved ~12 KB per stream once the
+        // pool was full, e.g. when plugins add response headers on every request).
         if let Some(t) = self.trailers.as_mut() {
+            t.0.truncate(POOL_MAX.saturating_sub(self.pool.len()));
             self.pool.append(&mut t.0);
         }
         if self.pool.is_empty() {
             std::mem::swap(&mut self.pool, &mut self.headers.0);
+            self.pool.truncate(POOL_MAX);
         } else {
+            self.headers
+                .0
+                .truncate(POOL_MAX.saturating_sub(self.pool.len()));
             self.pool.append(&mut self.headers.0);
-        }
-        if self.pool.len() > 256 {
-            let extra = self.pool.len() - 256;
-            self.pool.drain(..extra);
         }
         self.started = false;
         self.headers_eos = false;
@@ -362,5 +370,30 @@ impl<'a> StreamView<'a> {
             .filter_state
             .get(path.join("\0").as_bytes())
             .map(|v| v.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..n).map(|i| (vec![b'k'; i % 7], vec![b'v'])).collect()
+    }
+
+    #[test]
+    fn a_reset_keeps_at_most_pool_max_entries_and_empties_the_maps() {
+        let mut d = Dir::default();
+        d.reset(1);
+        d.headers.0 = entries(POOL_MAX + 44);
+        d.trailers = Some(Headers(entries(3)));
+        d.reset(1);
+        assert_eq!(d.pool.len(), POOL_MAX);
+        assert!(d.headers.is_empty() && d.trailers.is_none());
+        // Full pool: a stream's entries are dropped, the pool stays as it is.
+        d.headers.0 = entries(10);
+        d.reset(1);
+        assert_eq!(d.pool.len(), POOL_MAX);
+        assert!(d.headers.is_empty());
     }
 }

@@ -85,6 +85,16 @@ pub(crate) fn read_map(st: &VmState, t: i32) -> Result<Option<&Headers>, i32> {
 
 /// The map for writing: Err(status) for a bad type, Ok(None) when unavailable or read-only.
 fn write_map(st: &mut VmState, t: i32) -> Result<Option<&mut Headers>, i32> {
+    Ok(write_map_pooled(st, t)?.map(|(m, _)| m))
+}
+
+/// The map `t` names, writable by the current plugin, and (for a headers map) the stream
+/// direction's pool of entry buffers, so that added entries reuse old allocations.
+#[allow(clippy::type_complexity)]
+fn write_map_pooled(
+    st: &mut VmState,
+    t: i32,
+) -> Result<Option<(&mut Headers, Option<&mut Vec<(Vec<u8>, Vec<u8>)>>)>, i32> {
     let w = which(t).ok_or(status::BAD_ARGUMENT)?;
     let Which::Stream { response, trailers } = w else {
         return Ok(None);
@@ -105,17 +115,20 @@ fn write_map(st: &mut VmState, t: i32) -> Result<Option<&mut Headers>, i32> {
     let pos = s.pos(response, plugin);
     let dir = if response { &mut s.resp } else { &mut s.req };
     if !trailers {
-        return Ok(dir.headers_open(pos).then_some(&mut dir.headers));
+        if !dir.headers_open(pos) {
+            return Ok(None);
+        }
+        return Ok(Some((&mut dir.headers, Some(&mut dir.pool))));
     }
     if dir.trailers_open(pos) {
-        return Ok(dir.trailers.as_mut());
+        return Ok(dir.trailers.as_mut().map(|m| (m, None)));
     }
     // Trailers may be added from the body callback at end of stream when none exist
     // (Envoy addDecodedTrailers/addEncodedTrailers).
     if dir.in_body == Some(pos) && dir.eos[pos] && dir.trailers.is_none() && !dir.aborted {
         dir.trailers = Some(Headers::new());
         dir.trailers_added_at = Some(pos);
-        return Ok(dir.trailers.as_mut());
+        return Ok(dir.trailers.as_mut().map(|m| (m, None)));
     }
     Ok(None)
 }
@@ -135,13 +148,16 @@ fn edit(c: &mut C<'_>, t: i32, kptr: i32, klen: i32, vptr: i32, vlen: i32, op: u
             None => return Ok(status::INVALID_MEMORY_ACCESS),
         }
     };
-    let map = match write_map(st, t) {
+    let (map, pool) = match write_map_pooled(st, t) {
         Err(s) => return Ok(s),
         Ok(None) => return Ok(status::BAD_ARGUMENT),
         Ok(Some(m)) => m,
     };
     match op {
-        b'a' => map.add(key, value),
+        b'a' => match pool {
+            Some(pool) => map.add_pooled(key, value, pool),
+            None => map.add(key, value),
+        },
         b'p' => map.replace(key, value),
         _ => map.remove(key),
     }
