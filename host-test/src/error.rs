@@ -74,6 +74,14 @@ pub enum HostError {
     /// The stream was already completed.
     #[error("stream {0} is already complete")]
     StreamComplete(u64),
+    /// More plugins in one chain than a worker runs ([`crate::MAX_CHAIN`]).
+    #[error("a chain holds at most {max} plugins, got {got}")]
+    ChainTooLong {
+        /// Plugins given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A plugin given to `Host::worker` was loaded by another Host.
     #[error("plugin {0} belongs to another host")]
     ForeignPlugin(String),

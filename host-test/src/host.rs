@@ -407,7 +407,7 @@ impl Host {
     }
 
     /// A worker: one VM per plugin of `chain`, each instantiated and configured (like one
-    /// Envoy worker thread).
+    /// Envoy worker thread). A chain holds at most [`crate::MAX_CHAIN`] plugins.
     pub fn worker(&self, chain: &[Plugin]) -> Result<Worker, HostError> {
         Worker::new(self.clone(), chain)
     }

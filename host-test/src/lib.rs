@@ -80,7 +80,7 @@ pub use pairs::{
 };
 pub use shared_data::{SetOutcome, SharedData};
 pub use spec::{FailStrategy, PluginSpec, DEFAULT_RELOAD_BACKOFF};
-pub use stream::{Flow, LocalReply, StreamId, StreamProps, StreamView};
+pub use stream::{Flow, LocalReply, StreamId, StreamProps, StreamView, MAX_CHAIN};
 pub use trap::{TrapBatch, TrapReport, TRAPS_KEPT};
 pub use worker::{Worker, COMPLETED_KEPT};
 

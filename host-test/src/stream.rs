@@ -119,6 +119,44 @@ pub enum Flow {
     Reset,
 }
 
+/// The longest chain a worker runs: positions 0..=n of a direction fit one `u64`.
+pub const MAX_CHAIN: usize = 63;
+
+/// A set of chain positions (0..=`MAX_CHAIN`), one bit each: which positions hold a fresh body
+/// chunk, an end of stream, a paused body. Clearing and finding the first are one instruction,
+/// not a loop over a vector per stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Positions(u64);
+
+impl Positions {
+    #[inline]
+    pub(crate) fn has(self, pos: usize) -> bool {
+        pos < 64 && (self.0 >> pos) & 1 == 1
+    }
+    #[inline]
+    pub(crate) fn set(&mut self, pos: usize, on: bool) {
+        if pos < 64 {
+            if on {
+                self.0 |= 1 << pos;
+            } else {
+                self.0 &= !(1 << pos);
+            }
+        }
+    }
+    /// Whether `pos` was set; it is clear afterwards.
+    #[inline]
+    pub(crate) fn take(&mut self, pos: usize) -> bool {
+        let was = self.has(pos);
+        self.set(pos, false);
+        was
+    }
+    /// The lowest position set.
+    #[inline]
+    pub(crate) fn first(self) -> Option<usize> {
+        (self.0 != 0).then(|| self.0.trailing_zeros() as usize)
+    }
+}
+
 /// Header entries (name and value buffers) a stream direction keeps for its slot's next
 /// stream.
 const POOL_MAX: usize = 256;
@@ -134,9 +172,9 @@ pub(crate) struct Dir {
     pub(crate) hdr_at: usize,
     pub(crate) hdr_paused: bool,
     pub(crate) buf: Vec<Vec<u8>>,
-    pub(crate) fresh: Vec<bool>,
-    pub(crate) eos: Vec<bool>,
-    pub(crate) body_paused: Vec<bool>,
+    pub(crate) fresh: Positions,
+    pub(crate) eos: Positions,
+    pub(crate) body_paused: Positions,
     pub(crate) trailers: Option<Headers>,
     pub(crate) tr_at: Option<usize>,
     pub(crate) tr_paused: bool,
@@ -184,18 +222,9 @@ impl Dir {
         for b in &mut self.buf {
             b.clear();
         }
-        for v in [&mut self.fresh, &mut self.eos, &mut self.body_paused] {
-            if v.len() == n + 1 {
-                // The usual case (the slot's last stream had the same chain): clear only what
-                // is set (a plain clearing loop becomes a `memset` call per vector).
-                for b in v.iter_mut().filter(|b| **b) {
-                    *b = false;
-                }
-            } else {
-                v.clear();
-                v.resize(n + 1, false);
-            }
-        }
+        self.fresh = Positions::default();
+        self.eos = Positions::default();
+        self.body_paused = Positions::default();
         self.trailers = None;
         self.tr_at = None;
         self.tr_paused = false;
@@ -209,7 +238,7 @@ impl Dir {
         self.started && !self.aborted && self.hdr_at == pos
     }
     pub(crate) fn body_open(&self, pos: usize) -> bool {
-        !self.aborted && (self.in_body == Some(pos) || self.body_paused[pos])
+        !self.aborted && (self.in_body == Some(pos) || self.body_paused.has(pos))
     }
     pub(crate) fn trailers_open(&self, pos: usize) -> bool {
         !self.aborted && self.tr_at == Some(pos)
@@ -223,10 +252,8 @@ impl Dir {
         if self.started && self.hdr_paused {
             first = Some(self.hdr_at);
         }
-        for (pos, p) in self.body_paused.iter().enumerate() {
-            if *p {
-                first = Some(first.map_or(pos, |f: usize| f.min(pos)));
-            }
+        if let Some(pos) = self.body_paused.first() {
+            first = Some(first.map_or(pos, |f: usize| f.min(pos)));
         }
         if self.tr_paused {
             if let Some(t) = self.tr_at {

@@ -108,6 +108,12 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     pub(crate) fn new(host: Host, chain: &[Plugin]) -> Result<Worker, HostError> {
+        if chain.len() > crate::MAX_CHAIN {
+            return Err(HostError::ChainTooLong {
+                got: chain.len(),
+                max: crate::MAX_CHAIN,
+            });
+        }
         for p in chain {
             let same = p
                 .inner
@@ -491,10 +497,10 @@ impl Worker {
                 eos: d.headers_eos,
             };
         }
-        if d.fresh[pos] {
+        if d.fresh.has(pos) {
             return Step::Body {
                 size: d.buf[pos].len(),
-                eos: d.eos[pos],
+                eos: d.eos.has(pos),
             };
         }
         if d.tr_at == Some(pos) {
@@ -505,7 +511,7 @@ impl Worker {
                 n: d.trailers.as_ref().map_or(0, |t| t.len()),
             };
         }
-        if d.body_paused[pos] {
+        if d.body_paused.has(pos) {
             return Step::Stop;
         }
         Step::Next
@@ -513,8 +519,8 @@ impl Worker {
 
     fn move_body(d: &mut crate::stream::Dir, pos: usize) {
         let data = std::mem::take(&mut d.buf[pos]);
-        let eos = std::mem::replace(&mut d.eos[pos], false);
-        d.body_paused[pos] = false;
+        let eos = d.eos.take(pos);
+        d.body_paused.set(pos, false);
         let (eos, trailers_here) = if d.trailers_added_at == Some(pos) {
             d.trailers_added_at = None;
             (false, true)
@@ -527,9 +533,11 @@ impl Worker {
         } else {
             d.buf[pos + 1].extend_from_slice(&data);
         }
-        d.eos[pos + 1] |= eos;
+        if eos {
+            d.eos.set(pos + 1, true);
+        }
         if moved && pos + 1 < d.n {
-            d.fresh[pos + 1] = true;
+            d.fresh.set(pos + 1, true);
         }
         if trailers_here {
             d.tr_at = Some(pos + 1);
@@ -564,7 +572,7 @@ impl Worker {
                     if let Step::Body { .. } = step {
                         if let Some(s) = self.core().stream_mut(slot) {
                             let d = if response { &mut s.resp } else { &mut s.req };
-                            d.fresh[pos] = false;
+                            d.fresh.set(pos, false);
                         }
                     }
                     self.stream_call(slot, p, response, step)
@@ -602,7 +610,7 @@ impl Worker {
                     if go {
                         Self::move_body(d, pos);
                     } else {
-                        d.body_paused[pos] = true;
+                        d.body_paused.set(pos, true);
                         // Envoy: StopIterationAndBuffer moves the data into the stream's
                         // buffer, a watermark buffer whose high mark is the buffer limit; past
                         // it, with the filters not streaming, the filter manager replies 413
@@ -619,7 +627,7 @@ impl Worker {
                     if go {
                         d.tr_at = Some(pos + 1);
                         d.tr_paused = false;
-                        if d.body_paused[pos] || !d.buf[pos].is_empty() {
+                        if d.body_paused.has(pos) || !d.buf[pos].is_empty() {
                             Self::move_body(d, pos);
                         }
                     } else {
@@ -650,7 +658,7 @@ impl Worker {
             d.hdr_at = pos + 1;
             changed = true;
         }
-        if d.body_paused[pos] {
+        if d.body_paused.has(pos) {
             Self::move_body(d, pos);
             changed = true;
         }
@@ -708,8 +716,8 @@ impl Worker {
             s.resp.headers_eos = body.is_empty();
             if !body.is_empty() {
                 s.resp.buf[0] = body;
-                s.resp.fresh[0] = true;
-                s.resp.eos[0] = true;
+                s.resp.fresh.set(0, true);
+                s.resp.eos.set(0, true);
             }
             self.drive(slot, true);
         }
@@ -1731,9 +1739,11 @@ fn too_large_reply(response: bool, plugin: usize) -> LocalReply {
 fn push_data(d: &mut crate::stream::Dir, data: &[u8], eos: bool) {
     d.buf[0].extend_from_slice(data);
     d.received += data.len();
-    d.eos[0] |= eos;
+    if eos {
+        d.eos.set(0, true);
+    }
     if !data.is_empty() || eos {
-        d.fresh[0] = true;
+        d.fresh.set(0, true);
     }
 }
 

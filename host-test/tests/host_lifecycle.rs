@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use meshward_host::{
     FailStrategy, Flow, Host, LocalReply, PluginSpec, StreamId, StreamProps, VirtualClock, Worker,
-    DEFAULT_BUFFER_LIMIT,
+    DEFAULT_BUFFER_LIMIT, MAX_CHAIN,
 };
 
 const MS: u64 = 1_000_000;
@@ -419,6 +419,42 @@ fn take_resumed_names_only_the_streams_a_tick_resumed_or_shutdown_reset() {
     w.shutdown();
     w.take_resumed(&mut out);
     assert_eq!(out, vec![a], "shutdown resets the stream still open");
+}
+
+#[test]
+fn a_chain_of_max_chain_plugins_passes_bodies_end_to_end_and_a_longer_one_is_refused() {
+    let (host, _clock) = virtual_host(DEFAULT_BUFFER_LIMIT);
+    let wasm = fixed(0, 0, 0, 0);
+    let plugins: Vec<_> = (0..=MAX_CHAIN)
+        .map(|i| {
+            host.load(PluginSpec::new(&format!("p{i}"), wasm.clone()))
+                .unwrap()
+        })
+        .collect();
+    let err = host.worker(&plugins).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("a chain holds at most {MAX_CHAIN} plugins, got 64")
+    );
+    // The longest chain: the last positions of each direction carry bodies and end of stream.
+    let mut w = host.worker(&plugins[..MAX_CHAIN]).unwrap();
+    let id = w.open_http_stream(StreamProps::new());
+    assert_eq!(
+        w.request_headers(id, &get("/"), false).unwrap(),
+        Flow::Continue
+    );
+    assert_eq!(w.request_body(id, b"ab", false).unwrap(), Flow::Continue);
+    assert_eq!(w.request_body(id, b"cd", true).unwrap(), Flow::Continue);
+    assert_eq!(
+        w.response_headers(id, &[(":status", "200")], false)
+            .unwrap(),
+        Flow::Continue
+    );
+    assert_eq!(w.response_body(id, b"xyz", true).unwrap(), Flow::Continue);
+    let s = w.stream(id).unwrap();
+    assert!(s.forwarded_upstream() && s.response_sent());
+    assert_eq!(s.request_body(), b"abcd");
+    assert_eq!(s.response_body(), b"xyz");
 }
 
 // ----- traps with a cursor -----

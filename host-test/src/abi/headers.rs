@@ -125,7 +125,7 @@ fn write_map_pooled(
     }
     // Trailers may be added from the body callback at end of stream when none exist
     // (Envoy addDecodedTrailers/addEncodedTrailers).
-    if dir.in_body == Some(pos) && dir.eos[pos] && dir.trailers.is_none() && !dir.aborted {
+    if dir.in_body == Some(pos) && dir.eos.has(pos) && dir.trailers.is_none() && !dir.aborted {
         dir.trailers = Some(Headers::new());
         dir.trailers_added_at = Some(pos);
         return Ok(dir.trailers.as_mut().map(|m| (m, None)));
