@@ -427,7 +427,7 @@ fn a_chain_of_max_chain_plugins_passes_bodies_end_to_end_and_a_longer_one_is_ref
     let wasm = fixed(0, 0, 0, 0);
     let plugins: Vec<_> = (0..=MAX_CHAIN)
         .map(|i| {
-            host.load(PluginSpec::new(&format!("p{i}"), wasm.clone()))
+            host.load(PluginSpec::new(format!("p{i}"), wasm.clone()))
                 .unwrap()
         })
         .collect();
