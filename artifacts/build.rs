@@ -8,9 +8,15 @@
 //! the outer build's lock, with the outer cargo's flags removed from its environment); it is
 //! written anew here, not copied.
 //!
-//! This script must not know any particular guest or filter: it discovers them with
-//! `cargo metadata`. It must not post-process the modules (no wasm-opt): the bytes are what
-//! `cargo build --profile wasm` produced, the same on every machine.
+//! Each module is built with the cargo profile its manifest names,
+//! `[package.metadata.meshward] profile = "<name>"` (a profile of the root Cargo.toml), or
+//! `wasm` (opt-level "z": small modules, what the filters ship) when it names none; the
+//! benchmark guests name `wasm-speed` (opt-level 3, as plugin authors build for speed). One
+//! nested `cargo build` per profile, in the order of the profiles' names.
+//!
+//! This script must not know any particular guest or filter: it discovers them, and their
+//! profiles, with `cargo metadata`. It must not post-process the modules (no wasm-opt): the
+//! bytes are what `cargo build --profile <profile>` produced, the same on every machine.
 
 use std::collections::BTreeMap;
 use std::env;
@@ -20,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const TARGET: &str = "wasm32-wasip1";
-const PROFILE: &str = "wasm";
+/// The profile of a module whose manifest names none.
+const DEFAULT_PROFILE: &str = "wasm";
 
 /// Variables the outer cargo sets for build scripts (or for rustc) that must not reach the
 /// nested build: they would redirect its target dir, change its flags, wrap rustc in clippy,
@@ -63,6 +70,8 @@ struct Module {
     package: String,
     lib_name: String,
     kind: &'static str,
+    /// The cargo profile it is built with (`wasm`, `wasm-speed`).
+    profile: String,
 }
 
 fn main() {
@@ -106,12 +115,14 @@ fn main() {
 
     build_modules(&cargo, &root, &wasm_target_dir, &modules);
 
-    let built_dir = wasm_target_dir.join(TARGET).join(PROFILE);
     let mut gen = String::new();
     let mut entries = Vec::new();
     let mut by_kind: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for module in &modules {
-        let built = built_dir.join(format!("{}.wasm", module.lib_name));
+        let built = wasm_target_dir
+            .join(TARGET)
+            .join(&module.profile)
+            .join(format!("{}.wasm", module.lib_name));
         let copied = out_dir.join(format!("{}.wasm", module.name));
         if let Err(err) = fs::copy(&built, &copied) {
             fail(
@@ -126,16 +137,17 @@ fn main() {
         let path = copied.display().to_string();
         writeln!(
             gen,
-            "/// `{}` ({}, package `{}`), built with `--profile {PROFILE}` for `{TARGET}`.\n\
+            "/// `{}` ({}, package `{}`), built with `--profile {}` for `{TARGET}`.\n\
              pub const {ident}: &[u8] = include_bytes!({path:?});",
-            module.name, module.kind, module.package
+            module.name, module.kind, module.package, module.profile
         )
         .expect("write to String");
         entries.push(format!(
-            "    Module {{ name: {:?}, package: {:?}, kind: Kind::{}, path: {path:?}, bytes: {ident} }},",
+            "    Module {{ name: {:?}, package: {:?}, kind: Kind::{}, profile: {:?}, path: {path:?}, bytes: {ident} }},",
             module.name,
             module.package,
             if module.kind == "guest" { "Guest" } else { "Filter" },
+            module.profile,
         ));
         by_kind
             .entry(module.kind)
@@ -225,8 +237,10 @@ fn discover(cargo: &Path, root: &Path) -> Vec<Module> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
+        let profile = declared_profile(&package["metadata"], &manifest);
         modules.push(Module {
             name,
+            profile,
             package: package["name"].as_str().unwrap_or_default().to_string(),
             lib_name: cdylib["name"]
                 .as_str()
@@ -250,6 +264,41 @@ fn discover(cargo: &Path, root: &Path) -> Vec<Module> {
     modules
 }
 
+/// The profile a module's `[package.metadata.meshward]` names, or [`DEFAULT_PROFILE`]. Fails
+/// on anything else in that table, and on a profile that is not a plain name.
+fn declared_profile(metadata: &serde_json::Value, manifest: &Path) -> String {
+    let table = &metadata["meshward"];
+    if table.is_null() {
+        return DEFAULT_PROFILE.to_string();
+    }
+    let bad = |problem: &str| -> ! {
+        fail(
+            &format!(
+                "{}: [package.metadata.meshward] {problem} (want `profile = \"<a profile of the root Cargo.toml>\"`)",
+                manifest.display()
+            ),
+            "",
+        )
+    };
+    let Some(table) = table.as_object() else {
+        bad("is not a table");
+    };
+    if let Some(unknown) = table.keys().find(|k| *k != "profile") {
+        bad(&format!("has an unknown key `{unknown}`"));
+    }
+    match table.get("profile") {
+        None => DEFAULT_PROFILE.to_string(),
+        Some(serde_json::Value::String(p))
+            if !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            p.clone()
+        }
+        Some(other) => bad(&format!("has profile = {other}, not a profile name")),
+    }
+}
+
 /// `rustup target add` when the toolchain's sysroot lacks the target (a fresh machine):
 /// rust-toolchain.toml's `targets` is not applied to an already-installed toolchain.
 fn ensure_wasm_target() {
@@ -269,25 +318,41 @@ fn ensure_wasm_target() {
     run(&mut cmd, "rustup target add wasm32-wasip1");
 }
 
+/// One nested `cargo build` per profile, each building every module of that profile.
 fn build_modules(cargo: &Path, root: &Path, target_dir: &Path, modules: &[Module]) {
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .args(["--target", TARGET, "--profile", PROFILE])
-        .arg("--target-dir")
-        .arg(target_dir);
+    let mut by_profile: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for module in modules {
-        cmd.args(["-p", &module.package]);
+        by_profile
+            .entry(&module.profile)
+            .or_default()
+            .push(&module.package);
     }
-    scrub(&mut cmd);
-    // Forward `-D warnings` only when the outer build denies warnings (CI), as wasmtime does.
-    if env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("warnings"))
-        || env::var("RUSTFLAGS").is_ok_and(|f| f.contains("-D warnings"))
-    {
-        cmd.env("RUSTFLAGS", "-D warnings");
+    for (profile, packages) in by_profile {
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .args(["--target", TARGET, "--profile", profile])
+            .arg("--target-dir")
+            .arg(target_dir);
+        for package in &packages {
+            cmd.args(["-p", package]);
+        }
+        scrub(&mut cmd);
+        // Forward `-D warnings` only when the outer build denies warnings (CI), as wasmtime does.
+        if env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("warnings"))
+            || env::var("RUSTFLAGS").is_ok_and(|f| f.contains("-D warnings"))
+        {
+            cmd.env("RUSTFLAGS", "-D warnings");
+        }
+        run(
+            &mut cmd,
+            &format!(
+                "the nested {TARGET} build with --profile {profile} (of {})",
+                packages.join(", ")
+            ),
+        );
     }
-    run(&mut cmd, "the nested wasm32-wasip1 build");
 }
 
 /// Removes what leaks from the outer cargo.

@@ -7,6 +7,10 @@
 //! let ratelimit = meshward_artifacts::bytes_of("ratelimit").unwrap();
 //! ```
 //!
+//! Each module is built with the cargo profile its manifest names in
+//! `[package.metadata.meshward] profile`, else `wasm` (opt-level "z", what the filters ship);
+//! the benchmark guests use `wasm-speed` (opt-level 3). [`Module::profile`] says which.
+//!
 //! Needs the `wasm32-wasip1` target; the build script installs it with rustup when missing.
 //! This crate knows nothing of the host that runs the modules (it must not depend on
 //! meshward-host: the host's tests depend on it).
@@ -31,6 +35,8 @@ pub struct Module {
     pub package: &'static str,
     /// Guest or filter.
     pub kind: Kind,
+    /// The cargo profile that built it: `wasm` (size) or `wasm-speed` (speed).
+    pub profile: &'static str,
     /// The `.wasm` file (a copy in this crate's `OUT_DIR`).
     pub path: &'static str,
     /// The module's bytes.
@@ -82,5 +88,17 @@ mod tests {
         );
         assert!(filters.iter().all(|m| m.name != "core" && m.name != "kit"));
         assert!(path_of("nonexistent").is_none());
+    }
+
+    #[test]
+    fn filters_ship_size_optimized_and_the_benchmark_guests_are_built_for_speed() {
+        for m in ALL.iter().filter(|m| m.kind == Kind::Filter) {
+            assert_eq!(m.profile, "wasm", "{} must ship the size profile", m.name);
+        }
+        for name in ["noop", "bench_shared"] {
+            let m = module(name).expect(name);
+            assert_eq!(m.profile, "wasm-speed", "{name}");
+        }
+        assert_eq!(module("conformance").expect("conformance").profile, "wasm");
     }
 }

@@ -1,16 +1,21 @@
 //! Benchmarks of the meshward proxy-wasm host against baselines measured in the same run:
 //! one request lifecycle (SDK no-op guest, raw-ABI no-op guest, header-logging guest) vs the
 //! bare-wasmtime floor on the host's own engine configuration, VM start (both no-op guests) vs
-//! the floor, shared-data get + CAS set (host-side; driven by a Rust guest with its own
-//! allocator; driven by a raw-ABI guest with a bump allocator) vs a native store. Run with
+//! the floor, shared-data get + CAS set vs a native store: host side alone; `guest_loop`, an
+//! SDK guest as a plugin author writes it (`bench_shared`); `guest_loop_conformance`, the
+//! conformance guest's loop (a Rust guest on raw-ABI wrappers, size-optimized); `guest_loop_raw`,
+//! a WAT guest with a bump allocator. The SDK guests (`noop`, `bench_shared`) are built with the
+//! `wasm-speed` profile (opt-level 3), the conformance and `headers` guests with `wasm` (opt "z");
+//! `meshward_artifacts::module(name).profile` says which. Run with
 //! `cargo bench -p meshward-benches -- --warm-up-time 1 --measurement-time 3`.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use meshward_benches::raw_guest::{
     RAW_NOOP_WAT, RAW_SHARED_KEY, RAW_SHARED_ROUNDS, RAW_SHARED_WAT,
 };
 use meshward_benches::{floor::Floor, native::NativeStore};
-use meshward_host::{wasmtime_config, Host, PluginSpec, SetOutcome, StreamProps};
+use meshward_host::{wasmtime_config, Host, PluginSpec, SetOutcome, StreamProps, Worker};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -123,33 +128,38 @@ fn shared_data(c: &mut Criterion) {
         })
     });
 
-    let plugin = host
+    // The SDK guest as a plugin author writes it (owned values from get_shared_data, the
+    // SDK's allocator), built as the benchmark guests are (`wasm-speed`, opt-level 3).
+    let sdk_config = format!("rounds={SDK_ROUNDS} key=bench/sdk");
+    let sdk = host
+        .load(
+            PluginSpec::new("bench_shared", meshward_artifacts::BENCH_SHARED)
+                .plugin_config(sdk_config.into_bytes()),
+        )
+        .expect("plugin");
+    let mut sdk_worker = host.worker(&[sdk]).expect("worker");
+    guest_loop(&mut g, "guest_loop", &mut sdk_worker, &[], SDK_ROUNDS);
+
+    // The conformance guest's loop, kept for comparison: a Rust guest on its own raw-ABI
+    // wrappers (a Vec per get), built with the filters' size profile (`wasm`, opt-level "z").
+    let conformance = host
         .load(
             PluginSpec::new("loop", meshward_artifacts::CONFORMANCE)
                 .plugin_config(b"shared_loop".to_vec()),
         )
         .expect("plugin");
-    let mut w = host.worker(&[plugin]).expect("worker");
-    const ROUNDS: u64 = 1000;
-    let rounds = ROUNDS.to_string();
+    let mut conformance_worker = host.worker(&[conformance]).expect("worker");
+    let rounds = CONFORMANCE_ROUNDS.to_string();
     let mut req: Vec<(&str, &str)> = REQUEST[..4].to_vec();
     req.push(("x-n", &rounds));
-    // One request runs ROUNDS get + CAS set pairs inside the guest; the per-request overhead
-    // (~1/1000 of the figure) is included.
-    g.bench_function("guest_loop", |b| {
-        b.iter_custom(|iters| {
-            let requests = iters.div_ceil(ROUNDS);
-            let start = Instant::now();
-            for _ in 0..requests {
-                let id = w.open_http_stream(StreamProps::new());
-                black_box(w.request_headers(id, &req, true).expect("request"));
-                w.complete(id).expect("complete");
-                w.release(id);
-            }
-            let per_round = start.elapsed().as_secs_f64() / (requests * ROUNDS) as f64;
-            Duration::from_secs_f64(per_round * iters as f64)
-        })
-    });
+    guest_loop(
+        &mut g,
+        "guest_loop_conformance",
+        &mut conformance_worker,
+        &req,
+        CONFORMANCE_ROUNDS,
+    );
+
     // The same pairs from a raw-ABI guest: the ABI and the host's shared data, without a
     // guest allocator's work (the buffer the host asks for per get is a bump pointer).
     data.set_in("", RAW_SHARED_KEY, b"0", 0);
@@ -158,21 +168,13 @@ fn shared_data(c: &mut Criterion) {
         .load(PluginSpec::new("raw_shared", raw))
         .expect("plugin");
     let mut raw_worker = host.worker(&[raw_plugin]).expect("worker");
-    let rounds = u64::from(RAW_SHARED_ROUNDS);
-    g.bench_function("guest_loop_raw", |b| {
-        b.iter_custom(|iters| {
-            let requests = iters.div_ceil(rounds);
-            let start = Instant::now();
-            for _ in 0..requests {
-                let id = raw_worker.open_http_stream(StreamProps::new());
-                black_box(raw_worker.request_headers(id, &[], true).expect("request"));
-                raw_worker.complete(id).expect("complete");
-                raw_worker.release(id);
-            }
-            let per_round = start.elapsed().as_secs_f64() / (requests * rounds) as f64;
-            Duration::from_secs_f64(per_round * iters as f64)
-        })
-    });
+    guest_loop(
+        &mut g,
+        "guest_loop_raw",
+        &mut raw_worker,
+        &[],
+        RAW_SHARED_ROUNDS,
+    );
     assert!(host.traps().is_empty(), "{:?}", host.traps());
     let fails: Vec<String> = host
         .logs()
@@ -181,7 +183,43 @@ fn shared_data(c: &mut Criterion) {
         .filter(|m| m.starts_with("FAIL "))
         .collect();
     assert!(fails.is_empty(), "{fails:?}");
+    assert!(
+        host.logs()
+            .iter()
+            .all(|r| !r.message.contains("bench_shared")),
+        "the SDK guest logged an error"
+    );
     g.finish();
+}
+
+/// Get + CAS set rounds per request of the SDK guest and of the conformance guest.
+const SDK_ROUNDS: u32 = 1000;
+const CONFORMANCE_ROUNDS: u32 = 1000;
+
+/// Benchmark `name`: requests whose headers callback runs `rounds` get + CAS set pairs inside
+/// the guest; the figure is per pair (the per-request overhead, ~1/`rounds` of it, included).
+fn guest_loop(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    w: &mut Worker,
+    req: &[(&str, &str)],
+    rounds: u32,
+) {
+    let rounds = u64::from(rounds);
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let requests = iters.div_ceil(rounds);
+            let start = Instant::now();
+            for _ in 0..requests {
+                let id = w.open_http_stream(StreamProps::new());
+                black_box(w.request_headers(id, req, true).expect("request"));
+                w.complete(id).expect("complete");
+                w.release(id);
+            }
+            let per_round = start.elapsed().as_secs_f64() / (requests * rounds) as f64;
+            Duration::from_secs_f64(per_round * iters as f64)
+        })
+    });
 }
 
 criterion_group!(benches, lifecycle, vm_start, shared_data);

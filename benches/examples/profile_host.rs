@@ -1,10 +1,19 @@
 //! Profiling driver (not a benchmark): runs one host path in a tight loop for `perf record`.
 //! `cargo run --release -p meshward-benches --example profile_host -- lifecycle|empty|ratelimit|shared|vm_start|floor|floor_vm [secs]`.
+//! `compare [secs]`: floor vs host lifecycle and VM start for the no-op guest (the SDK one,
+//! built `wasm-speed`; `RAW=1` the raw-ABI one; `WASM_FILE=path` any module), and for each
+//! module in `ALSO=a.wasm:b.wasm` side by side in the same rounds.
+//! `shared [secs]`: the guest-driven get + CAS set loop (`GUEST=sdk|conformance|raw`, default
+//! sdk; `RAW=1` = raw; `WASM_FILE=path` replaces that guest's module).
+//! `shared_compare [secs]`: native store, host side and every guest loop in interleaved rounds
+//! (`SDK_FILE=a.wasm:b.wasm` / `CONFORMANCE_FILE=...` add a row per file: that build of the
+//! SDK / conformance guest, e.g. one built at another opt-level).
 //! With `--features meshward-host/profiling` and `MESHWARD_WASM_PROFILER=perfmap`, `perf report`
 //! names the guest's functions too.
 
 use meshward_benches::floor::Floor;
-use meshward_host::{wasmtime_config, Host, PluginSpec, StreamProps};
+use meshward_benches::native::NativeStore;
+use meshward_host::{wasmtime_config, Host, Plugin, PluginSpec, StreamProps, Worker};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -85,22 +94,21 @@ fn main() {
             }
         }
         // Guest-driven shared data: one request runs 1000 get + CAS set pairs (as the
-        // `shared_get_cas_set/guest_loop` benchmark); n counts pairs.
+        // `shared_get_cas_set/guest_loop*` benchmarks); n counts pairs.
         "shared" => {
             let host = Host::builder().build().expect("host");
-            let spec = PluginSpec::new("loop", meshward_artifacts::CONFORMANCE)
-                .plugin_config(b"shared_loop".to_vec());
-            let plugin = host.load(spec).expect("plugin");
-            let mut w = host.worker(&[plugin]).expect("worker");
-            let mut req: Vec<(&str, &str)> = REQUEST[..4].to_vec();
-            req.push(("x-n", "1000"));
+            let chosen = std::env::var("GUEST");
+            let guest = match chosen.as_deref() {
+                _ if raw => "raw",
+                Ok(g @ ("sdk" | "conformance" | "raw")) => g,
+                Ok(other) => panic!("GUEST={other}: want sdk, conformance or raw"),
+                Err(_) => "sdk",
+            };
+            let mut l = SharedLoop::new(&host, guest, file_wasm.clone());
             let start = Instant::now();
             while start.elapsed() < until {
-                let id = w.open_http_stream(StreamProps::new());
-                black_box(w.request_headers(id, &req, true).expect("request"));
-                w.complete(id).expect("complete");
-                w.release(id);
-                n += 1000;
+                l.request();
+                n += u64::from(l.rounds);
             }
         }
         "vm_start" => {
@@ -232,7 +240,19 @@ fn main() {
             return;
         }
         "compare" => {
-            compare(wasm, secs);
+            // ALSO=a.wasm:b.wasm: more modules, measured side by side in the same rounds.
+            let mut modules = vec![("noop".to_string(), wasm.to_vec())];
+            let also = std::env::var_os("ALSO").unwrap_or_default();
+            for path in std::env::split_paths(&also).filter(|p| !p.as_os_str().is_empty()) {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let bytes = std::fs::read(&path).expect("ALSO module");
+                modules.push((name.into_owned(), bytes));
+            }
+            compare(&modules, secs);
+            return;
+        }
+        "shared_compare" => {
+            shared_compare(secs);
             return;
         }
         other => panic!("unknown mode {other}"),
@@ -246,54 +266,65 @@ fn main() {
     );
 }
 
-/// Interleaved short rounds of floor and host (lifecycle and VM start); prints the median, 10th
-/// percentile and minimum of the per-round means: short rounds are mostly not preempted, so
-/// the low percentiles show the cost without the load other processes put on the machine.
-fn compare(wasm: &[u8], secs: f64) {
-    let mut floor = Floor::new(wasm, &floor_config()).expect("floor");
+/// Interleaved short rounds of floor and host (lifecycle and VM start) for each module in
+/// `modules`; prints the median, 10th percentile and minimum of the per-round means: short
+/// rounds are mostly not preempted, so the low percentiles show the cost without the load
+/// other processes put on the machine. Several modules are measured side by side in one run.
+fn compare(modules: &[(String, Vec<u8>)], secs: f64) {
     let host = Host::builder().build().expect("host");
-    let plugin = host.load(PluginSpec::new("noop", wasm)).expect("plugin");
-    let mut w = host.worker(std::slice::from_ref(&plugin)).expect("worker");
     // No plugin at all: the stream bookkeeping without any guest call.
     let mut empty = host.worker(&[]).expect("worker");
-    let mut t: [Vec<f64>; 6] = Default::default();
+    let mut each: Vec<(Floor, Plugin, Worker, [Vec<f64>; 5])> = modules
+        .iter()
+        .map(|(name, wasm)| {
+            let floor = Floor::new(wasm, &floor_config()).expect("floor");
+            let plugin = host
+                .load(PluginSpec::new(name.as_str(), wasm.as_slice()))
+                .expect("plugin");
+            let w = host.worker(std::slice::from_ref(&plugin)).expect("worker");
+            (floor, plugin, w, Default::default())
+        })
+        .collect();
+    let mut no_plugin = Vec::new();
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < secs {
-        let r = Instant::now();
-        for _ in 0..200 {
-            black_box(floor.lifecycle().expect("floor"));
+        for (floor, plugin, w, t) in &mut each {
+            let r = Instant::now();
+            for _ in 0..200 {
+                black_box(floor.lifecycle().expect("floor"));
+            }
+            t[0].push(r.elapsed().as_nanos() as f64 / 200.0);
+            let r = Instant::now();
+            for _ in 0..200 {
+                let id = w.open_http_stream(StreamProps::new());
+                black_box(w.request_headers(id, REQUEST, true).expect("request"));
+                black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+                w.complete(id).expect("complete");
+                w.release(id);
+            }
+            t[1].push(r.elapsed().as_nanos() as f64 / 200.0);
+            let r = Instant::now();
+            for _ in 0..5 {
+                drop(black_box(floor.start_vm().expect("floor")));
+            }
+            t[2].push(r.elapsed().as_nanos() as f64 / 5.0);
+            let r = Instant::now();
+            for _ in 0..5 {
+                drop(black_box(
+                    host.worker(std::slice::from_ref(plugin)).expect("w"),
+                ));
+            }
+            t[3].push(r.elapsed().as_nanos() as f64 / 5.0);
+            let r = Instant::now();
+            for _ in 0..200 {
+                let id = w.open_http_stream(StreamProps::new());
+                black_box(w.request_headers(id, &[], true).expect("request"));
+                black_box(w.response_headers(id, &[], true).expect("response"));
+                w.complete(id).expect("complete");
+                w.release(id);
+            }
+            t[4].push(r.elapsed().as_nanos() as f64 / 200.0);
         }
-        t[0].push(r.elapsed().as_nanos() as f64 / 200.0);
-        let r = Instant::now();
-        for _ in 0..200 {
-            let id = w.open_http_stream(StreamProps::new());
-            black_box(w.request_headers(id, REQUEST, true).expect("request"));
-            black_box(w.response_headers(id, RESPONSE, true).expect("response"));
-            w.complete(id).expect("complete");
-            w.release(id);
-        }
-        t[1].push(r.elapsed().as_nanos() as f64 / 200.0);
-        let r = Instant::now();
-        for _ in 0..5 {
-            drop(black_box(floor.start_vm().expect("floor")));
-        }
-        t[2].push(r.elapsed().as_nanos() as f64 / 5.0);
-        let r = Instant::now();
-        for _ in 0..5 {
-            drop(black_box(
-                host.worker(std::slice::from_ref(&plugin)).expect("w"),
-            ));
-        }
-        t[3].push(r.elapsed().as_nanos() as f64 / 5.0);
-        let r = Instant::now();
-        for _ in 0..200 {
-            let id = w.open_http_stream(StreamProps::new());
-            black_box(w.request_headers(id, &[], true).expect("request"));
-            black_box(w.response_headers(id, &[], true).expect("response"));
-            w.complete(id).expect("complete");
-            w.release(id);
-        }
-        t[4].push(r.elapsed().as_nanos() as f64 / 200.0);
         let r = Instant::now();
         for _ in 0..200 {
             let id = empty.open_http_stream(StreamProps::new());
@@ -306,21 +337,156 @@ fn compare(wasm: &[u8], secs: f64) {
             empty.complete(id).expect("complete");
             empty.release(id);
         }
-        t[5].push(r.elapsed().as_nanos() as f64 / 200.0);
+        no_plugin.push(r.elapsed().as_nanos() as f64 / 200.0);
         drop(host.take_logs());
     }
+    assert!(host.traps().is_empty(), "{:?}", host.traps());
     let names = [
         "floor lifecycle",
         "host lifecycle",
         "floor vm_start",
         "host vm_start",
         "host no headers",
-        "host no plugin",
     ];
-    for (n, v) in names.iter().zip(t.iter_mut()) {
+    let print = |n: &str, v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         println!(
             "{n:16} median {:9.1} ns  p10 {:9.1} ns  min {:9.1} ns  ({} rounds)",
+            v[v.len() / 2],
+            v[v.len() / 10],
+            v[0],
+            v.len()
+        );
+    };
+    for ((module, _), (_, _, _, t)) in modules.iter().zip(&mut each) {
+        if modules.len() > 1 {
+            println!("{module}:");
+        }
+        for (n, v) in names.iter().zip(t.iter_mut()) {
+            print(n, v);
+        }
+    }
+    print("host no plugin", &mut no_plugin);
+}
+
+/// A guest whose request-headers callback runs `rounds` get + CAS set pairs.
+struct SharedLoop {
+    worker: Worker,
+    req: Vec<(&'static str, &'static str)>,
+    rounds: u32,
+}
+
+impl SharedLoop {
+    /// `guest`: `sdk` (bench_shared), `conformance` (its shared_loop case) or `raw` (WAT);
+    /// `wasm` replaces the module.
+    fn new(host: &Host, guest: &str, wasm: Option<Vec<u8>>) -> SharedLoop {
+        let (bytes, config, req, rounds): (Vec<u8>, &[u8], _, u32) = match guest {
+            "sdk" => (
+                meshward_artifacts::BENCH_SHARED.to_vec(),
+                b"rounds=1000 key=bench/sdk",
+                vec![],
+                1000,
+            ),
+            "conformance" => {
+                let mut req: Vec<(&str, &str)> = REQUEST[..4].to_vec();
+                req.push(("x-n", "1000"));
+                (
+                    meshward_artifacts::CONFORMANCE.to_vec(),
+                    b"shared_loop",
+                    req,
+                    1000,
+                )
+            }
+            _ => {
+                let raw = meshward_benches::raw_guest::RAW_SHARED_WAT;
+                host.shared_data()
+                    .set_in("", meshward_benches::raw_guest::RAW_SHARED_KEY, b"0", 0);
+                (
+                    wat::parse_str(raw).expect("wat"),
+                    b"",
+                    vec![],
+                    meshward_benches::raw_guest::RAW_SHARED_ROUNDS,
+                )
+            }
+        };
+        let spec = PluginSpec::new(guest, wasm.unwrap_or(bytes)).plugin_config(config.to_vec());
+        let plugin = host.load(spec).expect("plugin");
+        let worker = host.worker(&[plugin]).expect("worker");
+        SharedLoop {
+            worker,
+            req,
+            rounds,
+        }
+    }
+
+    fn request(&mut self) {
+        let w = &mut self.worker;
+        let id = w.open_http_stream(StreamProps::new());
+        black_box(w.request_headers(id, &self.req, true).expect("request"));
+        w.complete(id).expect("complete");
+        w.release(id);
+    }
+}
+
+/// Interleaved short rounds of every shared-data get + CAS set path (1000 pairs each); prints
+/// per-pair median, 10th percentile and minimum of the rounds, as `compare` does.
+fn shared_compare(secs: f64) {
+    let native = NativeStore::default();
+    native.set(b"bench/shared", b"0", 0);
+    let host = Host::builder().build().expect("host");
+    let data = host.shared_data();
+    data.set_in("", b"bench/host", b"0", 0);
+    let mut loops: Vec<(String, SharedLoop)> = ["sdk", "conformance", "raw"]
+        .into_iter()
+        .map(|g| (format!("guest {g}"), SharedLoop::new(&host, g, None)))
+        .collect();
+    for (var, guest) in [("SDK_FILE", "sdk"), ("CONFORMANCE_FILE", "conformance")] {
+        let files = std::env::var_os(var).unwrap_or_default();
+        for path in std::env::split_paths(&files).filter(|p| !p.as_os_str().is_empty()) {
+            let wasm = std::fs::read(&path).expect("module file");
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            loops.push((
+                format!("guest {guest} {file}"),
+                SharedLoop::new(&host, guest, Some(wasm)),
+            ));
+        }
+    }
+    let mut t: Vec<Vec<f64>> = vec![Vec::new(); 2 + loops.len()];
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        let r = Instant::now();
+        for _ in 0..1000 {
+            let (v, cas) = native.get(b"bench/shared").expect("key");
+            black_box(native.set(b"bench/shared", &v, cas));
+        }
+        t[0].push(r.elapsed().as_nanos() as f64 / 1000.0);
+        let r = Instant::now();
+        for _ in 0..1000 {
+            let (v, cas) = data.get_in("", b"bench/host").expect("key");
+            black_box(data.set_in("", b"bench/host", &v, cas));
+        }
+        t[1].push(r.elapsed().as_nanos() as f64 / 1000.0);
+        for (i, (_, l)) in loops.iter_mut().enumerate() {
+            let r = Instant::now();
+            l.request();
+            t[2 + i].push(r.elapsed().as_nanos() as f64 / f64::from(l.rounds));
+        }
+    }
+    assert!(host.traps().is_empty(), "{:?}", host.traps());
+    let bad: Vec<String> = host
+        .logs()
+        .into_iter()
+        .map(|r| r.message)
+        .filter(|m| m.starts_with("FAIL ") || m.contains("bench_shared"))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    let names = ["native store".to_string(), "host side".to_string()]
+        .into_iter()
+        .chain(loops.into_iter().map(|(n, _)| n));
+    for (n, v) in names.zip(t.iter_mut()) {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{n:44} median {:7.1} ns  p10 {:7.1} ns  min {:7.1} ns  ({} rounds)",
             v[v.len() / 2],
             v[v.len() / 10],
             v[0],
