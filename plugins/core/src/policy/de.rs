@@ -1,5 +1,7 @@
-//! The one place policy text becomes typed: a serde `Deserializer` over a parsed tree
-//! ([`Node`], from JSON pluginConfig or from `yaml.rs`) that names the field of
+//! Policy text as a tree ([`Node`], from JSON pluginConfig or from `yaml.rs`), and a serde
+//! `Deserializer` over it. The policy types are read from the tree by `read.rs`; this
+//! deserializer runs their serde derives, which `read_test.rs` holds `read.rs` to, and the
+//! renderer-only `deployment:` section. It names the field of
 //! the first type error (`routes[0].ratelimit.rules[1].rate`, serde_path_to_error's path
 //! syntax, so `yaml.rs` can locate it). It replaces serde_json's streaming deserializer
 //! wrapped in serde_path_to_error: that pair instantiated every policy type's visitors
