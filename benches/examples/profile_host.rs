@@ -73,7 +73,9 @@ fn main() {
                 meshward_benches::ratelimit::policy_json("100000/s", 100_000, None)
             };
             // WASM_FILE=path: another build of the filter.
-            let filter = file_wasm.as_deref().unwrap_or(meshward_artifacts::RATELIMIT);
+            let filter = file_wasm
+                .as_deref()
+                .unwrap_or(meshward_artifacts::RATELIMIT);
             let spec = PluginSpec::new("ratelimit", filter)
                 .root_id("ratelimit")
                 .plugin_config(cfg);
