@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshward_core::policy::{parse_json, FailureMode, RequestAttrs};
-use meshward_core::ratelimit::headers::{self, Item};
+use meshward_core::ratelimit::headers::{self, Item, QuotaBody};
 use meshward_core::ratelimit::{
     evaluate, parse_addr, Access, Limiter, Outcome, Plan, Record, Store, StoreError,
 };
@@ -146,16 +146,16 @@ pub enum Decision {
     /// Forward; add these fields to the response.
     Allow {
         /// Response header fields.
-        response_headers: Vec<(&'static str, String)>,
+        response_headers: Vec<(&'static str, Vec<u8>)>,
     },
     /// Local reply.
     Reply {
         /// Status.
         status: u16,
         /// Header fields.
-        headers: Vec<(&'static str, String)>,
+        headers: Vec<(&'static str, Vec<u8>)>,
         /// Body.
-        body: String,
+        body: Vec<u8>,
     },
 }
 
@@ -168,6 +168,8 @@ pub struct NativeFilter<'s> {
     values: Vec<u64>,
     /// Index of `route.rule.allowed` in `names` by route and rule; `limited` follows it.
     index: Vec<Vec<usize>>,
+    /// The 429 body by route and rule, built once (as the filter's).
+    bodies: Vec<Vec<QuotaBody>>,
     denied: u64,
 }
 
@@ -182,6 +184,8 @@ impl<'s> NativeFilter<'s> {
         let limiter = Limiter::new(policy);
         let mut names = Vec::new();
         let mut index = Vec::new();
+        let mut bodies = Vec::new();
+        let status = limiter.settings().response.status;
         for route in &limiter.policy().routes {
             let rules = route.ratelimit.as_ref().map_or(&[][..], |rl| &rl.rules);
             let mut by_rule = Vec::new();
@@ -195,6 +199,12 @@ impl<'s> NativeFilter<'s> {
                 }
             }
             index.push(by_rule);
+            bodies.push(
+                rules
+                    .iter()
+                    .map(|rule| QuotaBody::new(status, &route.name, &rule.name))
+                    .collect(),
+            );
         }
         Ok(Self {
             values: vec![0; names.len()],
@@ -202,6 +212,7 @@ impl<'s> NativeFilter<'s> {
             store,
             names,
             index,
+            bodies,
             denied: 0,
         })
     }
@@ -230,31 +241,35 @@ impl<'s> NativeFilter<'s> {
         }
     }
 
-    fn header_fields(&self, plan: &Plan, items: &[Item]) -> Vec<(&'static str, String)> {
-        headers::response_fields(
-            self.limiter.settings().response.headers,
-            &plan.policy_field,
-            items,
-        )
+    fn header_fields(&self, plan: &Plan, items: &[Item], out: &mut Vec<(&'static str, Vec<u8>)>) {
+        let style = self.limiter.settings().response.headers;
+        headers::put_response_fields(style, &plan.policy_field, items, out);
     }
 
     fn reject(
         &self,
-        route: &str,
-        rule: &str,
+        plan: &Plan,
+        rule: Option<usize>,
         retry_after_ns: u64,
-        mut fields: Vec<(&'static str, String)>,
+        items: &[Item],
     ) -> Decision {
         let r = &self.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
-        fields.push(("retry-after", retry.to_string()));
-        fields.push(("x-envoy-ratelimited", "true".to_string()));
-        let body = if r.problem_json {
-            fields.push(("content-type", "application/problem+json".to_string()));
-            headers::quota_exceeded_body(r.status, route, rule, retry)
-        } else {
-            String::new()
-        };
+        let mut fields = Vec::with_capacity(headers::response_field_count(r.headers, items) + 3);
+        self.header_fields(plan, items, &mut fields);
+        let mut retry_s = Vec::with_capacity(20);
+        headers::put_u64(&mut retry_s, retry);
+        fields.push(("retry-after", retry_s));
+        fields.push(("x-envoy-ratelimited", b"true".to_vec()));
+        let mut body = Vec::new();
+        if r.problem_json {
+            fields.push(("content-type", b"application/problem+json".to_vec()));
+            let built = rule.and_then(|i| self.bodies.get(plan.route.0)?.get(i));
+            match built {
+                Some(q) => q.put(retry, &mut body),
+                None => QuotaBody::new(r.status, &plan.route.1, "").put(retry, &mut body),
+            }
+        }
         Decision::Reply {
             status: r.status,
             headers: fields,
@@ -279,7 +294,7 @@ impl<'s> NativeFilter<'s> {
                 return Decision::Reply {
                     status: 403,
                     headers: Vec::new(),
-                    body: headers::problem_body(403, "Forbidden", "deny list"),
+                    body: headers::problem_body(403, "Forbidden", "deny list").into_bytes(),
                 };
             }
             Access::Bypass => {
@@ -306,24 +321,23 @@ impl<'s> NativeFilter<'s> {
                 retry_after_ns,
                 states,
             } => {
-                let hit = plan.local().get(rule);
-                self.count(&plan, hit.map_or(usize::MAX, |r| r.index), LIMITED);
-                let fields = self.header_fields(&plan, &plan.items(&states));
-                let name = hit.map_or("", |r| &*r.name);
-                return self.reject(&plan.route.1, name, retry_after_ns, fields);
+                let hit = plan.local().get(rule).map(|r| r.index);
+                self.count(&plan, hit.unwrap_or(usize::MAX), LIMITED);
+                return self.reject(&plan, hit, retry_after_ns, &plan.items(&states));
             }
             Outcome::Exhausted { rule, .. } => {
-                let hit = plan.local().get(rule);
-                self.count(&plan, hit.map_or(usize::MAX, |r| r.index), CAS_EXHAUSTED);
+                let hit = plan.local().get(rule).map(|r| r.index);
+                self.count(&plan, hit.unwrap_or(usize::MAX), CAS_EXHAUSTED);
                 if deny_exhausted {
-                    let name = hit.map_or("", |r| &*r.name);
-                    return self.reject(&plan.route.1, name, 1_000_000_000, Vec::new());
+                    return self.reject(&plan, hit, 1_000_000_000, &[]);
                 }
                 Vec::new()
             }
             Outcome::Allow { states, .. } => {
                 if on_allowed {
-                    self.header_fields(&plan, &plan.items(&states))
+                    let mut fields = Vec::with_capacity(2);
+                    self.header_fields(&plan, &plan.items(&states), &mut fields);
+                    fields
                 } else {
                     Vec::new()
                 }
@@ -351,10 +365,10 @@ mod tests {
                 Decision::Allow { response_headers } => assert_eq!(
                     response_headers,
                     [
-                        ("ratelimit-policy", "\"per-client\";q=1;w=3600".to_string()),
+                        ("ratelimit-policy", b"\"per-client\";q=1;w=3600".to_vec()),
                         (
                             "ratelimit",
-                            format!("\"per-client\";r={left};t={}", 3600 * (2 - left))
+                            format!("\"per-client\";r={left};t={}", 3600 * (2 - left)).into_bytes()
                         ),
                     ]
                 ),
@@ -366,7 +380,7 @@ mod tests {
                 status, headers, ..
             } => {
                 assert_eq!(status, 429);
-                assert!(headers.contains(&("retry-after", "3600".to_string())));
+                assert!(headers.contains(&("retry-after", b"3600".to_vec())));
             }
             d => panic!("{d:?}"),
         }

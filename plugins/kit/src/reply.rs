@@ -1,26 +1,95 @@
 //! Local replies and resuming paused requests without the SDK's panicking wrappers: a
 //! status the SDK does not expect (the stream is already gone, headers already sent) must
-//! not trap the VM, so these call the ABI directly and return whether it worked.
+//! not trap the VM, so these call the ABI directly and return whether it worked. A reply's
+//! header map is written in its wire form as it is built ([`Pairs`]).
+
+/// A header map serialized as the ABI wants it (count, a name and value length per pair,
+/// then each name and value NUL-terminated), written in place: values are appended straight
+/// into the buffer and their lengths patched in, so a reply's fields need no string of
+/// their own.
+#[derive(Debug, Clone)]
+pub struct Pairs {
+    buf: Vec<u8>,
+    /// Pairs the buffer has room for in its length table.
+    room: usize,
+    /// Pairs written.
+    len: usize,
+}
+
+impl Pairs {
+    /// Room for `count` pairs and `text` bytes of names and values.
+    pub fn new(count: usize, text: usize) -> Self {
+        let mut buf = Vec::with_capacity(4 + 8 * count + text + 2 * count);
+        buf.resize(4 + 8 * count, 0);
+        Self {
+            buf,
+            room: count,
+            len: 0,
+        }
+    }
+
+    /// Adds `name` with the value `value` appends to the buffer. Beyond the room given to
+    /// [`Pairs::new`] the pair is dropped (a caller's miscount, never a corrupt map).
+    pub fn add_with(&mut self, name: &str, value: &mut dyn FnMut(&mut Vec<u8>)) {
+        if self.len >= self.room {
+            return;
+        }
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(0);
+        let start = self.buf.len();
+        value(&mut self.buf);
+        let value_len = self.buf.len() - start;
+        self.buf.push(0);
+        let at = 4 + 8 * self.len;
+        // Both lengths at once: the name's four little-endian bytes, then the value's.
+        let len = |n: usize| u64::from(u32::try_from(n).unwrap_or(0));
+        let lens = len(name.len()) | len(value_len) << 32;
+        if let Some(slot) = self.buf.get_mut(at..at + 8) {
+            slot.copy_from_slice(&lens.to_le_bytes());
+        }
+        self.len += 1;
+    }
+
+    /// Adds `name: value`.
+    pub fn add(&mut self, name: &str, value: &[u8]) {
+        self.add_with(name, &mut |b| b.extend_from_slice(value));
+    }
+
+    /// The serialized map (the unused part of the length table, if any, taken out).
+    pub fn bytes(&mut self) -> &[u8] {
+        if self.len < self.room {
+            self.buf.drain(4 + 8 * self.len..4 + 8 * self.room);
+            self.room = self.len;
+        }
+        let count = u32::try_from(self.len).unwrap_or(0).to_le_bytes();
+        if let Some(c) = self.buf.get_mut(..4) {
+            c.copy_from_slice(&count);
+        }
+        &self.buf
+    }
+}
+
+impl meshward_core::ratelimit::headers::FieldSink for Pairs {
+    fn field(&mut self, name: &'static str, value: &mut dyn FnMut(&mut Vec<u8>)) {
+        self.add_with(name, value);
+    }
+}
 
 /// Sends a local reply on the current context; false when the host refused.
 pub fn send(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    let text: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut pairs = Pairs::new(headers.len(), text);
+    for (k, v) in headers {
+        pairs.add(k, v.as_bytes());
+    }
+    send_pairs(status, &mut pairs, body)
+}
+
+/// Sends a local reply with an already serialized header map; false when the host refused.
+pub fn send_pairs(status: u16, headers: &mut Pairs, body: &[u8]) -> bool {
     #[cfg(target_arch = "wasm32")]
     {
-        // Sized once: count, two lengths per pair, then each name and value NUL-terminated.
-        let text: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        let mut buf: Vec<u8> = Vec::with_capacity(4 + 8 * headers.len() + text);
-        let count = u32::try_from(headers.len()).unwrap_or(0);
-        buf.extend_from_slice(&count.to_le_bytes());
-        for (k, v) in headers {
-            buf.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
-            buf.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
-        }
-        for (k, v) in headers {
-            buf.extend_from_slice(k.as_bytes());
-            buf.push(0);
-            buf.extend_from_slice(v.as_bytes());
-            buf.push(0);
-        }
+        let buf = headers.bytes();
         let details = b"meshward";
         // SAFETY: every pointer/length pair describes a live buffer for the call's duration.
         let status = unsafe {
@@ -40,6 +109,31 @@ pub fn send(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (status, headers, body);
+        false
+    }
+}
+
+/// Adds a response header on the current context (`proxy_add_header_map_value`, one value
+/// appended as Envoy appends it); false when the host refused (the SDK's wrapper panics).
+pub fn add_response_header(name: &str, value: &[u8]) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        /// `MapType::HttpResponseHeaders`.
+        const RESPONSE_HEADERS: u32 = 2;
+        // SAFETY: both pointer/length pairs describe live buffers for the call's duration.
+        unsafe {
+            abi::proxy_add_header_map_value(
+                RESPONSE_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            ) == 0
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (name, value);
         false
     }
 }
@@ -90,7 +184,68 @@ mod abi {
             headers_size: usize,
             grpc_status: i32,
         ) -> u32;
+        pub fn proxy_add_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
         pub fn proxy_set_effective_context(context_id: u32) -> u32;
         pub fn proxy_continue_stream(stream_type: u32) -> u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads a serialized map back (count, lengths, NUL-terminated names and values).
+    fn parse(b: &[u8]) -> Vec<(String, String)> {
+        let u = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let n = u(0);
+        let mut at = 4 + 8 * n;
+        (0..n)
+            .map(|i| {
+                let (k, v) = (u(4 + 8 * i), u(8 + 8 * i));
+                let key = String::from_utf8(b[at..at + k].to_vec()).unwrap();
+                assert_eq!(b[at + k], 0);
+                at += k + 1;
+                let val = String::from_utf8(b[at..at + v].to_vec()).unwrap();
+                assert_eq!(b[at + v], 0);
+                at += v + 1;
+                (key, val)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pairs_serialize_as_the_abi_reads_them() {
+        let mut p = Pairs::new(3, 0);
+        p.add("retry-after", b"7");
+        p.add_with("ratelimit", &mut |b| b.extend_from_slice(b"\"a\";r=0;t=7"));
+        p.add("x-empty", b"");
+        let want = [
+            ("retry-after", "7"),
+            ("ratelimit", "\"a\";r=0;t=7"),
+            ("x-empty", ""),
+        ];
+        let got = parse(p.bytes());
+        assert_eq!(got.len(), 3);
+        for ((k, v), (wk, wv)) in got.iter().zip(want) {
+            assert_eq!((k.as_str(), v.as_str()), (wk, wv));
+        }
+    }
+
+    #[test]
+    fn a_miscounted_map_stays_well_formed() {
+        let mut fewer = Pairs::new(4, 8);
+        fewer.add("a", b"1");
+        assert_eq!(parse(fewer.bytes()), [("a".to_string(), "1".to_string())]);
+        let mut more = Pairs::new(1, 8);
+        more.add("a", b"1");
+        more.add("b", b"2");
+        assert_eq!(parse(more.bytes()), [("a".to_string(), "1".to_string())]);
+        assert_eq!(parse(Pairs::new(0, 0).bytes()), []);
     }
 }

@@ -15,11 +15,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
-use meshward_core::ratelimit::headers::{self, Item};
+use meshward_core::ratelimit::headers::{self, Item, QuotaBody};
 use meshward_core::ratelimit::{
     charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, Plan, PlannedRule,
 };
 use meshward_kit::metrics::{Counter, Counters};
+use meshward_kit::reply::Pairs;
 use meshward_kit::request::{peer_address, RequestView};
 use meshward_kit::store::SharedStore;
 use meshward_kit::{config, reply, time};
@@ -49,6 +50,9 @@ struct Shared {
     counters: RefCell<Counters>,
     /// Counters by route index, rule index and [`Out`], named at configure time.
     rule_counters: Vec<Vec<[Counter; OUTCOMES]>>,
+    /// The 429 body by route index and rule index, built at configure time (a request only
+    /// writes its `Retry-After` seconds into it).
+    bodies: Vec<Vec<QuotaBody>>,
     denied: Counter,
     bypassed: Counter,
     /// Paced requests with what they were charged (given back if they never go upstream).
@@ -118,6 +122,24 @@ impl Out {
     }
 }
 
+/// Every rule's 429 body, built once.
+fn quota_bodies(limiter: &Limiter) -> Vec<Vec<QuotaBody>> {
+    let status = limiter.settings().response.status;
+    limiter
+        .policy()
+        .routes
+        .iter()
+        .map(|route| {
+            route.ratelimit.as_ref().map_or_else(Vec::new, |rl| {
+                rl.rules
+                    .iter()
+                    .map(|rule| QuotaBody::new(status, &route.name, &rule.name))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
 /// Every rule's counters, named once.
 fn rule_counters(limiter: &Limiter) -> Vec<Vec<[Counter; OUTCOMES]>> {
     limiter
@@ -158,6 +180,7 @@ impl RootContext for Root {
         };
         let limiter = Limiter::new(policy);
         let rule_counters = rule_counters(&limiter);
+        let bodies = quota_bodies(&limiter);
         let s = limiter.settings().clone();
         let store = SharedStore::new(LOCK_KEY, s.shared.cas_retries);
         store.init();
@@ -174,6 +197,7 @@ impl RootContext for Root {
             store: RefCell::new(store),
             counters: RefCell::new(Counters::default()),
             rule_counters,
+            bodies,
             denied: Counter::new("meshward_ratelimit.denied".to_string()),
             bypassed: Counter::new("meshward_ratelimit.bypassed".to_string()),
             queue: RefCell::new(DelayQueue::new(s.queue.max_len as usize)),
@@ -248,7 +272,8 @@ struct Pending {
 struct Request {
     id: u32,
     shared: Rc<Shared>,
-    response_headers: Vec<(&'static str, String)>,
+    /// Fields for the response, written when the request was allowed.
+    response_headers: Vec<(&'static str, Vec<u8>)>,
     replied: bool,
     pending: Option<Pending>,
     /// The host keeps debug lines (asked once per request): otherwise none is formatted.
@@ -260,31 +285,41 @@ impl Request {
         self.shared.limiter.settings().response.headers
     }
 
-    fn header_fields(&self, plan: &Plan, items: &[Item]) -> Vec<(&'static str, String)> {
-        headers::response_fields(self.style(), &plan.policy_field, items)
-    }
-
+    /// Answers 429 for `rule` of the plan's route (`fallback` names it when there is none)
+    /// with `Retry-After`, the response fields of `items` (none when empty) and the
+    /// problem+json body; the header map and body are written in their wire form at once.
     fn reject(
         &mut self,
-        route: &str,
-        rule: &str,
+        plan: &Plan,
+        rule: Option<&PlannedRule>,
+        fallback: &str,
         retry_after_ns: u64,
-        fields: Vec<(&'static str, String)>,
+        items: &[Item],
     ) {
-        let r = &self.shared.limiter.settings().response;
+        let shared = Rc::clone(&self.shared);
+        let r = &shared.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
-        let mut retry_s = String::with_capacity(20);
-        headers::push_u64(&mut retry_s, retry);
-        let mut hs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        hs.push(("retry-after", &retry_s));
-        hs.push(("x-envoy-ratelimited", "true"));
-        let body = if r.problem_json {
-            hs.push(("content-type", "application/problem+json"));
-            headers::quota_exceeded_body(r.status, route, rule, retry)
-        } else {
-            String::new()
-        };
-        self.replied = reply::send(r.status, &hs, body.as_bytes());
+        let fields = headers::response_field_count(r.headers, items);
+        let mut pairs = Pairs::new(fields + 3, 160 + plan.policy_field.len() + 40 * items.len());
+        headers::put_response_fields(r.headers, &plan.policy_field, items, &mut pairs);
+        pairs.add_with("retry-after", &mut |b| headers::put_u64(b, retry));
+        pairs.add("x-envoy-ratelimited", b"true");
+        let mut body = Vec::new();
+        if r.problem_json {
+            pairs.add("content-type", b"application/problem+json");
+            let built = rule.and_then(|x| shared.bodies.get(plan.route.0)?.get(x.index));
+            match built {
+                Some(q) => {
+                    body.reserve_exact(q.max_len());
+                    q.put(retry, &mut body);
+                }
+                None => {
+                    let name = rule.map_or(fallback, |x| &*x.name);
+                    QuotaBody::new(r.status, &plan.route.1, name).put(retry, &mut body);
+                }
+            }
+        }
+        self.replied = reply::send_pairs(r.status, &mut pairs, &body);
     }
 
     fn refuse(&mut self, status: u16, title: &str, detail: &str) {
@@ -340,7 +375,7 @@ impl Request {
             let rule = first.map_or("queue", |r| &*r.name);
             self.log(rid, route, rule, "limited", " reason=queue-full");
             self.response_headers.clear();
-            self.reject(route, rule, delay_ns, Vec::new());
+            self.reject(plan, first, "queue", delay_ns, &[]);
             return Action::Pause;
         }
         for r in plan.local() {
@@ -405,7 +440,7 @@ impl Request {
             self.shared.refund(&p.charged, now);
             self.shared.count(&p.plan, hit, "", Out::Limited);
             self.log(&p.request_id, &route, rule, "limited", " source=rls");
-            self.reject(&route, rule, retry, Vec::new());
+            self.reject(&p.plan, hit, "", retry, &[]);
             return Action::Pause;
         }
         for r in p.plan.global() {
@@ -466,8 +501,7 @@ impl Request {
                     "limited",
                     format_args!(" retry_after_ms={}", retry_after_ns / 1_000_000),
                 );
-                let fields = self.header_fields(&plan, &plan.items(&states));
-                self.reject(&route, name, retry_after_ns, fields);
+                self.reject(&plan, hit, "", retry_after_ns, &plan.items(&states));
                 return Action::Pause;
             }
             Outcome::Exhausted { rule, error } => {
@@ -485,7 +519,7 @@ impl Request {
                     None => self.log(&rid, &route, name, "cas_exhausted", ""),
                 }
                 if settings.shared.on_cas_exhausted == FailureMode::Deny {
-                    self.reject(&route, name, 1_000_000_000, Vec::new());
+                    self.reject(&plan, hit, "", 1_000_000_000, &[]);
                     return Action::Pause;
                 }
                 (0, Vec::new())
@@ -496,7 +530,16 @@ impl Request {
                 taken,
             } => {
                 if settings.response.on_allowed {
-                    self.response_headers = self.header_fields(&plan, &plan.items(&states));
+                    let items = plan.items(&states);
+                    let mut fields =
+                        Vec::with_capacity(headers::response_field_count(self.style(), &items));
+                    headers::put_response_fields(
+                        self.style(),
+                        &plan.policy_field,
+                        &items,
+                        &mut fields,
+                    );
+                    self.response_headers = fields;
                 }
                 (delay_ns, taken)
             }
@@ -558,7 +601,7 @@ impl Request {
                 shared.refund(&charged, now);
                 shared.count(&plan, Some(hit), "", Out::Limited);
                 self.log(&rid, &route, &hit.name, "limited", " source=cache");
-                self.reject(&route, &hit.name, left, Vec::new());
+                self.reject(&plan, Some(hit), "", left, &[]);
                 return Action::Pause;
             }
             let failure = if globals
@@ -685,7 +728,9 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, _n: usize, _end: bool) -> Action {
         if !self.replied {
             for (k, v) in std::mem::take(&mut self.response_headers) {
-                self.add_http_response_header(k, &v);
+                if !reply::add_response_header(k, &v) {
+                    log::debug!("ratelimit: the host refused response header {k}");
+                }
             }
         }
         Action::Continue

@@ -69,98 +69,153 @@ pub fn push_u64(out: &mut String, n: u64) {
     out.push_str(std::str::from_utf8(decimal(n, &mut [0; 20])).unwrap_or(""));
 }
 
-fn sf_string(out: &mut String, s: &str) {
-    out.push('"');
+/// Appends `n` in decimal to a byte buffer (a header value or body being written).
+pub fn put_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(n, &mut [0; 20]));
+}
+
+fn sf_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     // Rule names are DNS-1123 labels: the common case needs no escaping and is copied whole.
     if s.bytes()
         .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
     {
-        out.push_str(s);
+        out.extend_from_slice(s.as_bytes());
     } else {
-        for c in s.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
+        for b in s.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
             }
-            if (' '..='~').contains(&c) {
-                out.push(c);
+            // Printable ASCII only; every byte of a multi-byte character is >= 0x80.
+            if (b' '..=b'~').contains(&b) {
+                out.push(b);
             }
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
-/// `"name";a=x;b=y, ...` for every item, written into one string.
-fn fields(items: &[Item], a: &str, b: &str, val: impl Fn(&Item) -> (u64, u64)) -> String {
-    let mut out = String::with_capacity(items.len() * 32);
+/// `"name";a=x;b=y, ...` for every item, appended to `out`.
+fn put_fields(out: &mut Vec<u8>, items: &[Item], a: u8, b: u8, val: impl Fn(&Item) -> (u64, u64)) {
     for (n, i) in items.iter().enumerate() {
         if n > 0 {
-            out.push_str(", ");
+            out.extend_from_slice(b", ");
         }
-        sf_string(&mut out, i.name);
+        sf_string(out, i.name);
         let (x, y) = val(i);
         for (k, v) in [(a, x), (b, y)] {
-            out.push(';');
-            out.push_str(k);
-            out.push('=');
-            push_u64(&mut out, v);
+            out.extend_from_slice(&[b';', k, b'=']);
+            put_u64(out, v);
         }
     }
-    out
+}
+
+/// Text written by this module's byte writers (ASCII only) as a `String`.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// `RateLimit-Policy` value.
 pub fn policy_field(items: &[Item]) -> String {
-    fields(items, "q", "w", |i| quota_window(i.rate))
+    let mut out = Vec::with_capacity(items.len() * 32);
+    put_fields(&mut out, items, b'q', b'w', |i| quota_window(i.rate));
+    text(out)
+}
+
+/// `RateLimit` value, appended to `out`.
+pub fn put_ratelimit_field(out: &mut Vec<u8>, items: &[Item]) {
+    put_fields(out, items, b'r', b't', |i| (i.remaining, i.reset_s));
 }
 
 /// `RateLimit` value.
 pub fn ratelimit_field(items: &[Item]) -> String {
-    fields(items, "r", "t", |i| (i.remaining, i.reset_s))
+    let mut out = Vec::with_capacity(items.len() * 32);
+    put_ratelimit_field(&mut out, items);
+    text(out)
 }
 
-/// The response fields of `style` for `items`, given the route's precomputed
-/// `RateLimit-Policy` value (`policy`); none without items.
+/// Where response fields are written: each field's value is appended by the writer it is
+/// handed (a local reply's serialized header map, or values kept for the response).
+pub trait FieldSink {
+    /// Adds the field `name`; `value` appends its value to the buffer it is given.
+    fn field(&mut self, name: &'static str, value: &mut dyn FnMut(&mut Vec<u8>));
+}
+
+/// Fields kept as name and value bytes.
+impl FieldSink for Vec<(&'static str, Vec<u8>)> {
+    fn field(&mut self, name: &'static str, value: &mut dyn FnMut(&mut Vec<u8>)) {
+        let mut v = Vec::with_capacity(32);
+        value(&mut v);
+        self.push((name, v));
+    }
+}
+
+/// How many fields [`put_response_fields`] writes for `style` and `items`.
+pub fn response_field_count(style: HeaderStyle, items: &[Item]) -> usize {
+    match style {
+        _ if items.is_empty() => 0,
+        HeaderStyle::None => 0,
+        HeaderStyle::Ietf => 2,
+        HeaderStyle::IetfAndLegacy => 5,
+    }
+}
+
+/// Writes the response fields of `style` for `items` into `sink`, given the route's
+/// precomputed `RateLimit-Policy` value (`policy`); none without items.
+pub fn put_response_fields(
+    style: HeaderStyle,
+    policy: &str,
+    items: &[Item],
+    sink: &mut dyn FieldSink,
+) {
+    if response_field_count(style, items) == 0 {
+        return;
+    }
+    sink.field("ratelimit-policy", &mut |v| {
+        v.extend_from_slice(policy.as_bytes())
+    });
+    sink.field("ratelimit", &mut |v| put_ratelimit_field(v, items));
+    if style == HeaderStyle::IetfAndLegacy {
+        put_legacy_fields(items, sink);
+    }
+}
+
+/// The response fields of `style` for `items` as strings (see [`put_response_fields`]).
 pub fn response_fields(
     style: HeaderStyle,
     policy: &str,
     items: &[Item],
 ) -> Vec<(&'static str, String)> {
-    if items.is_empty() || style == HeaderStyle::None {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(5);
-    out.push(("ratelimit-policy", policy.to_string()));
-    out.push(("ratelimit", ratelimit_field(items)));
-    if style == HeaderStyle::IetfAndLegacy {
-        out.extend(legacy_fields(items));
-    }
-    out
+    let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    put_response_fields(style, policy, items, &mut out);
+    out.into_iter().map(|(k, v)| (k, text(v))).collect()
 }
 
 /// draft-03 `X-RateLimit-Limit/Remaining/Reset` for the item closest to its limit.
-pub fn legacy_fields(items: &[Item]) -> Vec<(&'static str, String)> {
+fn put_legacy_fields(items: &[Item], sink: &mut dyn FieldSink) {
     let Some(i) = items
         .iter()
         .min_by_key(|i| (i.remaining, u64::MAX - i.reset_s))
     else {
-        return Vec::new();
-    };
-    let number = |n: u64| {
-        let mut s = String::with_capacity(20);
-        push_u64(&mut s, n);
-        s
+        return;
     };
     let (quota, window_s) = quota_window(i.rate);
-    let mut limit = number(quota);
-    limit.push_str(", ");
-    push_u64(&mut limit, quota);
-    limit.push_str(";w=");
-    push_u64(&mut limit, window_s);
-    vec![
-        ("x-ratelimit-limit", limit),
-        ("x-ratelimit-remaining", number(i.remaining)),
-        ("x-ratelimit-reset", number(i.reset_s)),
-    ]
+    sink.field("x-ratelimit-limit", &mut |v| {
+        put_u64(v, quota);
+        v.extend_from_slice(b", ");
+        put_u64(v, quota);
+        v.extend_from_slice(b";w=");
+        put_u64(v, window_s);
+    });
+    sink.field("x-ratelimit-remaining", &mut |v| put_u64(v, i.remaining));
+    sink.field("x-ratelimit-reset", &mut |v| put_u64(v, i.reset_s));
+}
+
+/// draft-03 `X-RateLimit-Limit/Remaining/Reset` for the item closest to its limit.
+pub fn legacy_fields(items: &[Item]) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    put_legacy_fields(items, &mut out);
+    out.into_iter().map(|(k, v)| (k, text(v))).collect()
 }
 
 /// Appends `s` as a JSON string. Names and messages rarely need escaping, so the common case
@@ -182,27 +237,65 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// The RFC 9457 body of a rate-limited request for one route and rule, built once: only the
+/// `Retry-After` seconds in its `detail` change per request, so a request writes the text
+/// before them, the number and the text after them. JSON escapes each character on its own,
+/// so escaping the detail in two parts gives the same text as escaping it whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaBody {
+    /// Up to the number, inside the open `detail` string.
+    head: Vec<u8>,
+    /// From after the number to the end.
+    tail: Vec<u8>,
+}
+
+impl QuotaBody {
+    /// The body parts for `rule` of `route`, answered with `status`.
+    pub fn new(status: u16, route: &str, rule: &str) -> Self {
+        let mut detail = String::with_capacity(64 + rule.len() + route.len());
+        detail.push_str("rate limit `");
+        detail.push_str(rule);
+        detail.push_str("` of route `");
+        detail.push_str(route);
+        detail.push_str("` exceeded; retry in ");
+        let mut head = String::with_capacity(192 + detail.len());
+        head.push_str("{\"type\":");
+        push_json_string(&mut head, QUOTA_EXCEEDED);
+        head.push_str(",\"title\":\"Too Many Requests\",\"status\":");
+        push_u64(&mut head, u64::from(status));
+        head.push_str(",\"detail\":");
+        push_json_string(&mut head, &detail);
+        // Reopen the detail string: the number and " s" follow inside it.
+        head.pop();
+        let mut tail = String::with_capacity(32 + rule.len());
+        tail.push_str(" s\",\"violated-policies\":[");
+        push_json_string(&mut tail, rule);
+        tail.push_str("]}");
+        Self {
+            head: head.into_bytes(),
+            tail: tail.into_bytes(),
+        }
+    }
+
+    /// Bytes the body takes with a `Retry-After` of up to 20 digits.
+    pub fn max_len(&self) -> usize {
+        self.head.len() + 20 + self.tail.len()
+    }
+
+    /// Appends the body for `retry_s` seconds to `out`.
+    pub fn put(&self, retry_s: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        put_u64(out, retry_s);
+        out.extend_from_slice(&self.tail);
+    }
+}
+
 /// RFC 9457 body for a rate-limited request.
 pub fn quota_exceeded_body(status: u16, route: &str, rule: &str, retry_s: u64) -> String {
-    let mut detail = String::with_capacity(64 + rule.len() + route.len());
-    detail.push_str("rate limit `");
-    detail.push_str(rule);
-    detail.push_str("` of route `");
-    detail.push_str(route);
-    detail.push_str("` exceeded; retry in ");
-    push_u64(&mut detail, retry_s);
-    detail.push_str(" s");
-    let mut out = String::with_capacity(192 + detail.len() + rule.len());
-    out.push_str("{\"type\":");
-    push_json_string(&mut out, QUOTA_EXCEEDED);
-    out.push_str(",\"title\":\"Too Many Requests\",\"status\":");
-    push_u64(&mut out, u64::from(status));
-    out.push_str(",\"detail\":");
-    push_json_string(&mut out, &detail);
-    out.push_str(",\"violated-policies\":[");
-    push_json_string(&mut out, rule);
-    out.push_str("]}");
-    out
+    let q = QuotaBody::new(status, route, rule);
+    let mut out = Vec::with_capacity(q.max_len());
+    q.put(retry_s, &mut out);
+    text(out)
 }
 
 /// RFC 9457 body for a request refused outright (deny list, global limit unavailable).
@@ -293,6 +386,24 @@ mod tests {
             "rate limit `per \"client\"\n` of route `api` exceeded; retry in 3 s"
         );
         assert_eq!(v["violated-policies"][0], "per \"client\"\n");
+        // Built once and written per request, the body is what escaping the detail whole gives.
+        for (route, rule) in [("api", "per-client"), ("a\"p\\i", "r\u{1}\"x")] {
+            for retry in [1, 42, u64::MAX] {
+                let detail =
+                    format!("rate limit `{rule}` of route `{route}` exceeded; retry in {retry} s");
+                let want = format!(
+                    "{{\"type\":\"{QUOTA_EXCEEDED}\",\"title\":\"Too Many Requests\",\"status\":503,\
+                     \"detail\":{},\"violated-policies\":[{}]}}",
+                    serde_json::to_string(&detail).expect("json"),
+                    serde_json::to_string(rule).expect("json"),
+                );
+                let q = QuotaBody::new(503, route, rule);
+                let mut got = Vec::new();
+                q.put(retry, &mut got);
+                assert!(got.len() <= q.max_len());
+                assert_eq!(String::from_utf8(got).expect("utf-8"), want);
+            }
+        }
         let plain = quota_exceeded_body(429, "api", "per-client", 1);
         let v: serde_json::Value = serde_json::from_str(&plain).expect("json");
         assert_eq!(v["violated-policies"][0], "per-client");
