@@ -17,7 +17,8 @@ use std::time::Duration;
 use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, Item, QuotaBody};
 use meshward_core::ratelimit::{
-    charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, Plan, PlannedRule,
+    charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, PerRule, Plan,
+    PlannedRule,
 };
 use meshward_kit::metrics::{Counter, Counters};
 use meshward_kit::reply::Pairs;
@@ -522,7 +523,7 @@ impl Request {
                     self.reject(&plan, hit, "", 1_000_000_000, &[]);
                     return Action::Pause;
                 }
-                (0, Vec::new())
+                (0, PerRule::default())
             }
             Outcome::Allow {
                 delay_ns,

@@ -64,13 +64,111 @@ pub struct Charge {
 }
 
 /// Pairs checks with the records their commits stored (`taken` of [`Outcome::Allow`]).
-pub fn charges(checks: Vec<Check>, taken: Vec<Record>) -> Vec<Charge> {
+pub fn charges(checks: Vec<Check>, taken: impl AsRef<[Record]>) -> Vec<Charge> {
     checks
         .into_iter()
-        .zip(taken)
-        .map(|(check, taken)| Charge { check, taken })
+        .zip(taken.as_ref())
+        .map(|(check, taken)| Charge {
+            check,
+            taken: *taken,
+        })
         .collect()
 }
+
+/// Rules a [`PerRule`] holds without allocating (routes have one or two enforcing rules).
+const INLINE: usize = 4;
+
+/// One value per rule of an evaluation: inline for up to [`INLINE`] rules, so the request
+/// path allocates nothing for them, on the heap beyond. Reads as a slice.
+#[derive(Clone)]
+pub struct PerRule<T: Copy + Default> {
+    inline: [T; INLINE],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy + Default> PerRule<T> {
+    /// Empty, with room for `n` values.
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            inline: [T::default(); INLINE],
+            len: 0,
+            heap: if n > INLINE {
+                Vec::with_capacity(n)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// `n` default values.
+    fn defaults(n: usize) -> Self {
+        let mut v = Self::with_capacity(n);
+        for _ in 0..n {
+            v.push(T::default());
+        }
+        v
+    }
+
+    /// Appends `v`.
+    fn push(&mut self, v: T) {
+        if !self.heap.is_empty() {
+            self.heap.push(v);
+        } else if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = v;
+            self.len += 1;
+        } else {
+            self.heap.extend_from_slice(&self.inline);
+            self.heap.push(v);
+        }
+    }
+
+    /// The `i`-th value, if there is one.
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if self.heap.is_empty() {
+            self.inline.get_mut(..self.len)?.get_mut(i)
+        } else {
+            self.heap.get_mut(i)
+        }
+    }
+}
+
+impl<T: Copy + Default> Default for PerRule<T> {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl<T: Copy + Default> std::ops::Deref for PerRule<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        if self.heap.is_empty() {
+            self.inline.get(..self.len).unwrap_or(&[])
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl<T: Copy + Default> AsRef<[T]> for PerRule<T> {
+    fn as_ref(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Copy + Default + std::fmt::Debug> std::fmt::Debug for PerRule<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: Copy + Default + PartialEq> PartialEq for PerRule<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Copy + Default + Eq> Eq for PerRule<T> {}
 
 /// The combined outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +178,9 @@ pub enum Outcome {
         /// Longest delay any rule asked for.
         delay_ns: u64,
         /// Per check, in order.
-        states: Vec<RuleState>,
+        states: PerRule<RuleState>,
         /// Per check, in order: the record this request's commit stored (see [`charges`]).
-        taken: Vec<Record>,
+        taken: PerRule<Record>,
     },
     /// `rule` (index into the checks) rejected; nothing was charged.
     Reject {
@@ -91,7 +189,7 @@ pub enum Outcome {
         /// Ns until the request could pass that rule.
         retry_after_ns: u64,
         /// Per check, in order.
-        states: Vec<RuleState>,
+        states: PerRule<RuleState>,
     },
     /// CAS retries ran out on `rule` (or the store failed); nothing was charged.
     Exhausted {
@@ -120,7 +218,7 @@ pub fn evaluate<C: AsRef<Check>>(
     now: u64,
     retries: u32,
 ) -> Outcome {
-    let mut states = vec![RuleState::default(); checks.len()];
+    let mut states = PerRule::<RuleState>::defaults(checks.len());
     // Phase 1's snapshots, for phase 2: the first in place, the rest (rare: most routes have
     // one enforcing rule) in a vector that only allocates when pushed to.
     let mut first_loaded = None;
@@ -172,7 +270,7 @@ pub fn evaluate<C: AsRef<Check>>(
     }
     // Phase 2: commit each with CAS; undo on a late rejection.
     let mut delay_ns = 0u64;
-    let mut taken: Vec<Record> = Vec::with_capacity(checks.len());
+    let mut taken = PerRule::<Record>::with_capacity(checks.len());
     for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
         let mut snapshot = match i.checked_sub(1) {
             None => first_loaded,
@@ -339,5 +437,33 @@ impl Store for MemoryStore {
                 Ok(true)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_rule_values_read_as_a_slice_inline_and_beyond() {
+        for n in [0, 1, INLINE, INLINE + 1, 3 * INLINE] {
+            let mut v = PerRule::<u64>::with_capacity(n);
+            for i in 0..n as u64 {
+                v.push(i);
+            }
+            assert_eq!(&*v, (0..n as u64).collect::<Vec<_>>().as_slice());
+            if let Some(x) = v.get_mut(n.wrapping_sub(1)) {
+                *x = 99;
+            }
+            assert!(v.get_mut(n).is_none());
+            assert!(n == 0 || v.last() == Some(&99));
+            assert_eq!(PerRule::<u64>::defaults(n).len(), n);
+        }
+        // A vector grown past the inline room keeps every earlier value.
+        let mut v = PerRule::<u64>::with_capacity(1);
+        for i in 0..6 {
+            v.push(i);
+        }
+        assert_eq!(&*v, &[0, 1, 2, 3, 4, 5]);
     }
 }

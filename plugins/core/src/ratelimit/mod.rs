@@ -10,7 +10,7 @@ pub mod limiter;
 
 pub use algo::{decide, refund, Params, Record, Verdict};
 pub use engine::{
-    charges, evaluate, refund_all, Charge, Check, MemoryStore, Outcome, RuleState, Store,
+    charges, evaluate, refund_all, Charge, Check, MemoryStore, Outcome, PerRule, RuleState, Store,
     StoreError,
 };
 pub use limiter::{hash64, parse_addr, Access, Hash64, Limiter, Plan, PlannedRule};
