@@ -116,6 +116,16 @@ impl Headers {
         v.extend_from_slice(value);
         self.0.push((k, v));
     }
+    /// Make this map equal to `other`, reusing this map's entry buffers.
+    pub(crate) fn copy_from(&mut self, other: &Headers) {
+        self.0.truncate(other.0.len());
+        let kept = self.0.len();
+        for ((k, v), (ok, ov)) in self.0.iter_mut().zip(&other.0) {
+            k.clone_from(ok);
+            v.clone_from(ov);
+        }
+        self.0.extend(other.0.iter().skip(kept).cloned());
+    }
     /// Replace every value of `name` by one `value` (adds when missing), as Envoy `setCopy`.
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
         let lower = name.to_ascii_lowercase();
@@ -376,6 +386,19 @@ mod tests {
         plain.add(b"RateLimit", b"\"a\";r=9");
         plain.add(b"X-Two", b"2");
         assert_eq!(h, plain);
+    }
+
+    #[test]
+    fn copy_from_makes_an_equal_map_whatever_it_held() {
+        let long = Headers::from_pairs(&[("a", "1"), ("b", "22"), ("c", "333")]);
+        let short = Headers::from_pairs(&[("x", "9")]);
+        let mut h = Headers::from_pairs(&[("old", "value"), ("z", "")]);
+        h.copy_from(&long);
+        assert_eq!(h, long);
+        h.copy_from(&short);
+        assert_eq!(h, short);
+        h.copy_from(&Headers::new());
+        assert!(h.is_empty());
     }
 
     #[test]

@@ -693,7 +693,6 @@ impl Worker {
             .headers
             .get("content-type")
             .is_some_and(|c| c.starts_with("application/grpc"));
-        let headers = local_reply_headers(&reply, grpc_req);
         let body = if grpc_req && reply.grpc_status.is_some() {
             Vec::new()
         } else {
@@ -702,7 +701,10 @@ impl Worker {
         let direct = s.resp.started;
         s.req.aborted = true;
         s.resp.reset(n);
-        s.resp.headers = headers;
+        // Built in the direction's own map from its pooled entries (the reset moved the old
+        // ones there): no allocation per header once the slot has seen a few streams.
+        let crate::stream::Dir { headers, pool, .. } = &mut s.resp;
+        local_reply_headers(&reply, grpc_req, headers, pool);
         s.resp.started = true;
         s.local_reply = Some(reply);
         if direct {
@@ -722,15 +724,20 @@ impl Worker {
             self.drive(slot, true);
         }
         if let Some(s) = self.core().stream_mut(slot) {
-            let headers = s.resp.headers.clone();
-            let body = s.resp.buf[n].clone();
-            if let Some(r) = s.local_reply.as_mut() {
-                r.status = headers
+            let HttpStream {
+                resp, local_reply, ..
+            } = s;
+            if let Some(r) = local_reply.as_mut() {
+                r.status = resp
+                    .headers
                     .get(":status")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(r.status);
-                r.headers = headers;
-                r.body = body;
+                // Into the reply's own buffers (the plugin's headers and body it held).
+                r.headers.copy_from(&resp.headers);
+                if let Some(body) = resp.buf.get(n) {
+                    r.body.clone_from(body);
+                }
             }
         }
     }
@@ -1759,25 +1766,31 @@ fn fail_reply(plugin: usize) -> LocalReply {
     }
 }
 
-fn local_reply_headers(r: &LocalReply, grpc_req: bool) -> Headers {
-    let mut h = Headers::new();
+/// Fill `h` (empty) with the headers of local reply `r`, entries taken from `pool`.
+fn local_reply_headers(
+    r: &LocalReply,
+    grpc_req: bool,
+    h: &mut Headers,
+    pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) {
     if grpc_req && r.grpc_status.is_some() {
         // A gRPC local reply is a trailers-only response (Envoy `Grpc::Utility`).
-        h.add(b":status", b"200");
-        h.add(b"content-type", b"application/grpc");
-        h.add(
+        h.add_pooled(b":status", b"200", pool);
+        h.add_pooled(b"content-type", b"application/grpc", pool);
+        h.add_pooled(
             b"grpc-status",
             r.grpc_status.unwrap_or(2).to_string().as_bytes(),
+            pool,
         );
         if !r.body.is_empty() {
-            h.add(b"grpc-message", &r.body);
+            h.add_pooled(b"grpc-message", &r.body, pool);
         }
     } else {
-        h.add(b":status", r.status.to_string().as_bytes());
+        h.add_pooled(b":status", r.status.to_string().as_bytes(), pool);
     }
     for (k, v) in &r.headers.0 {
         if k != b":status" {
-            h.add(k, v);
+            h.add_pooled(k, v, pool);
         }
     }
     let grpc_reply = grpc_req && r.grpc_status.is_some();
@@ -1787,5 +1800,4 @@ fn local_reply_headers(r: &LocalReply, grpc_req: bool) -> Headers {
         }
         h.replace(b"content-length", r.body.len().to_string().as_bytes());
     }
-    h
 }
