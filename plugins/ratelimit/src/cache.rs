@@ -55,3 +55,24 @@ impl OverLimitCache {
         self.until.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_holds_until_reset_and_stays_bounded() {
+        let mut c = OverLimitCache::new(2);
+        c.insert(1, 1_000, 0);
+        assert_eq!(c.over(1, 400), Some(600));
+        assert_eq!(c.over(1, 1_000), None);
+        c.insert(2, 5_000, 0);
+        c.insert(3, 9_000, 0);
+        assert_eq!(c.len(), 2, "bounded");
+        assert_eq!(c.over(1, 0), None, "the soonest to expire went first");
+        assert!(c.over(3, 0).is_some());
+        let mut off = OverLimitCache::new(0);
+        off.insert(1, 10, 0);
+        assert!(off.is_empty());
+    }
+}
