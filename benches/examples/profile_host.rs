@@ -10,6 +10,9 @@
 //! SDK / conformance guest, e.g. one built at another opt-level).
 //! With `--features meshward-host/profiling` and `MESHWARD_WASM_PROFILER=perfmap`, `perf report`
 //! names the guest's functions too.
+//! `ITERS=k` (lifecycle, empty, ratelimit): exactly k rounds (1000 lifecycles, or 1024
+//! rate-limit requests, each) instead of a time: instruction counts that load cannot move,
+//! e.g. `valgrind --tool=callgrind` at ITERS=1 and ITERS=3, difference ÷ 2 rounds.
 
 use meshward_benches::floor::Floor;
 use meshward_benches::native::NativeStore;
@@ -36,6 +39,11 @@ fn main() {
         meshward_artifacts::NOOP
     };
     let until = Duration::from_secs_f64(secs);
+    let iters: Option<u64> = std::env::var("ITERS").ok().and_then(|v| v.parse().ok());
+    // Keep going: until `until` passed, or for exactly ITERS rounds of `round` iterations.
+    let more = |start: Instant, n: u64, round: u64| {
+        iters.map_or(start.elapsed() < until, |i| n < i * round)
+    };
     let cpu = meshward_benches::cpu::thread_cpu();
     let start = Instant::now();
     let mut n = 0u64;
@@ -51,7 +59,7 @@ fn main() {
             };
             let mut w = host.worker(&chain).expect("worker");
             let start = Instant::now();
-            while start.elapsed() < until {
+            while more(start, n, 1000) {
                 for _ in 0..1000 {
                     let id = w.open_http_stream(StreamProps::new());
                     black_box(w.request_headers(id, REQUEST, true).expect("request"));
@@ -85,7 +93,7 @@ fn main() {
                 .map(|i| format!("10.{}.{}.7:40000", i >> 8, i & 0xff))
                 .collect();
             let start = Instant::now();
-            while start.elapsed() < until {
+            while more(start, n, peers.len() as u64) {
                 for peer in &peers {
                     let id = w.open_http_stream(StreamProps::new().source_address(peer));
                     black_box(w.request_headers(id, REQUEST, true).expect("request"));
