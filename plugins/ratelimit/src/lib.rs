@@ -123,9 +123,8 @@ impl Out {
     }
 }
 
-/// Every rule's 429 body, built once.
-fn quota_bodies(limiter: &Limiter) -> Vec<Vec<QuotaBody>> {
-    let status = limiter.settings().response.status;
+/// One value per rule, by route index and rule index (built once, at configure time).
+fn per_rule<T>(limiter: &Limiter, mut make: impl FnMut(&str, &str) -> T) -> Vec<Vec<T>> {
     limiter
         .policy()
         .routes
@@ -134,37 +133,24 @@ fn quota_bodies(limiter: &Limiter) -> Vec<Vec<QuotaBody>> {
             route.ratelimit.as_ref().map_or_else(Vec::new, |rl| {
                 rl.rules
                     .iter()
-                    .map(|rule| QuotaBody::new(status, &route.name, &rule.name))
+                    .map(|rule| make(&route.name, &rule.name))
                     .collect()
             })
         })
         .collect()
 }
 
-/// Every rule's counters, named once.
+/// Every rule's 429 body.
+fn quota_bodies(limiter: &Limiter) -> Vec<Vec<QuotaBody>> {
+    let status = limiter.settings().response.status;
+    per_rule(limiter, |route, rule| QuotaBody::new(status, route, rule))
+}
+
+/// Every rule's counters, named.
 fn rule_counters(limiter: &Limiter) -> Vec<Vec<[Counter; OUTCOMES]>> {
-    limiter
-        .policy()
-        .routes
-        .iter()
-        .map(|route| {
-            route.ratelimit.as_ref().map_or_else(Vec::new, |rl| {
-                rl.rules
-                    .iter()
-                    .map(|rule| {
-                        Out::ALL.map(|o| {
-                            Counter::new(format!(
-                                "meshward_ratelimit.{}.{}.{}",
-                                route.name,
-                                rule.name,
-                                o.name()
-                            ))
-                        })
-                    })
-                    .collect()
-            })
-        })
-        .collect()
+    per_rule(limiter, |route, rule| {
+        Out::ALL.map(|o| Counter::new(format!("meshward_ratelimit.{route}.{rule}.{}", o.name())))
+    })
 }
 
 #[derive(Default)]
