@@ -2,15 +2,9 @@
 //! its exit code (0 when every file is valid, 1 when any has a problem).
 
 use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn meshward(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_meshward"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run meshward")
-}
+use common::meshward;
 
 fn write(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("meshward-cli-check-{}", std::process::id()));

@@ -1,14 +1,8 @@
 //! `meshward demo` and `meshward run` as a user runs them: the built binary, real guests.
 
-use std::process::Command;
+mod common;
 
-fn meshward(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_meshward"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run meshward")
-}
+use common::meshward;
 
 #[test]
 fn demo_runs_with_no_files_or_flags() {
