@@ -62,6 +62,19 @@ pub(super) fn fields(
     Ok(())
 }
 
+/// Reads `at` into a field that holds its default until then.
+pub(super) fn read_into<T: FromNode>(slot: &mut T, at: At<'_, '_>) -> Result<(), DeError> {
+    *slot = T::from_node(at)?;
+    Ok(())
+}
+
+/// Reads `at` into a required field, `None` until then (a `null` is a type error here, as
+/// for serde: only an `Option` field takes it).
+pub(super) fn read_some<T: FromNode>(slot: &mut Option<T>, at: At<'_, '_>) -> Result<(), DeError> {
+    *slot = Some(T::from_node(at)?);
+    Ok(())
+}
+
 /// `Err(missing field `name`)`, serde's error for an absent required field.
 pub(super) fn missing(name: &'static str) -> DeError {
     DeError::missing_field(name)

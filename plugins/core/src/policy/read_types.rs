@@ -10,7 +10,10 @@ use super::ratelimit::{
     default_rls_timeout, default_shadow_header, default_slots, default_status, default_tick,
     default_true, default_v4_mask, default_v6_mask,
 };
-use super::read::{fields, missing, newtype, try_from_string, unit_variant, variant, FromNode};
+use super::read::{
+    fields, missing, newtype, read_into, read_some, try_from_string, unit_variant, variant,
+    FromNode,
+};
 use super::{
     Algorithm, Cidr, ClientIpSettings, Duration, FailureMode, GlobalSettings, HeaderStyle,
     IpSource, KeyPart, PathMatch, Policy, QueueSettings, Rate, RateLimitSettings, ResponseSettings,
@@ -18,7 +21,10 @@ use super::{
 };
 
 /// `FromNode` for a struct with `deny_unknown_fields`: `field: "name"` is required,
-/// `field: "name" = expr` takes `expr` when absent (serde's `default`).
+/// `field: "name" = expr` takes `expr` when absent (serde's `default`). A defaulted field
+/// starts as its default and a value read overwrites it in place ([`read_into`]); a
+/// required one is an `Option` until read ([`read_some`]). Both are generic over the field's
+/// type only, so each struct is a table of calls, not a copy of every field reader.
 macro_rules! read_struct {
     ($ty:ident, $expecting:literal, { $($field:ident : $name:literal $(= $default:expr)?),+ $(,)? }) => {
         impl FromNode for $ty {
@@ -26,11 +32,10 @@ macro_rules! read_struct {
                 #[allow(non_camel_case_types)]
                 enum F { $($field),+ }
                 const NAMES: &[&str] = &[$($name),+];
-                $(let mut $field = None;)+
+                $(let mut $field = read_struct!(@start $($default)?);)+
                 fields(at, $expecting, NAMES, &mut |i, v| {
                     $(if i == F::$field as usize {
-                        $field = Some(FromNode::from_node(v)?);
-                        return Ok(());
+                        return read_struct!(@read $field, v $(, $default)?);
                     })+
                     Ok(())
                 })?;
@@ -40,12 +45,14 @@ macro_rules! read_struct {
             }
         }
     };
+    (@start) => { None };
+    (@start $default:expr) => { $default };
+    (@read $field:ident, $v:ident) => { read_some(&mut $field, $v) };
+    (@read $field:ident, $v:ident, $default:expr) => { read_into(&mut $field, $v) };
     (@or $field:ident, $name:literal) => {
         match $field { Some(v) => v, None => return Err(missing($name)) }
     };
-    (@or $field:ident, $name:literal, $default:expr) => {
-        match $field { Some(v) => v, None => $default }
-    };
+    (@or $field:ident, $name:literal, $default:expr) => { $field };
 }
 
 /// `FromNode` for an enum of unit variants: `Variant = "name"`.
@@ -80,31 +87,31 @@ impl FromNode for Policy {
         let mut api_version = None;
         let mut kind = None;
         let mut service = None;
-        let mut routes = None;
+        let mut routes = Vec::new();
         let mut ratelimit = None;
         #[cfg(feature = "deployment")]
         let mut deployment = None;
-        fields(at, "struct Policy", NAMES, &mut |i, v| {
-            match i {
-                0 => api_version = Some(FromNode::from_node(v)?),
-                1 => kind = Some(FromNode::from_node(v)?),
-                2 => service = Some(FromNode::from_node(v)?),
-                3 => routes = Some(FromNode::from_node(v)?),
-                4 => ratelimit = Some(FromNode::from_node(v)?),
-                #[cfg(feature = "deployment")]
-                5 => deployment = Some(super::read::with_serde(v)?),
-                _ => {}
+        fields(at, "struct Policy", NAMES, &mut |i, v| match i {
+            0 => read_some(&mut api_version, v),
+            1 => read_some(&mut kind, v),
+            2 => read_some(&mut service, v),
+            3 => read_into(&mut routes, v),
+            4 => read_into(&mut ratelimit, v),
+            #[cfg(feature = "deployment")]
+            5 => {
+                deployment = super::read::with_serde(v)?;
+                Ok(())
             }
-            Ok(())
+            _ => Ok(()),
         })?;
         Ok(Policy {
             api_version: api_version.ok_or_else(|| missing("apiVersion"))?,
             kind: kind.ok_or_else(|| missing("kind"))?,
             service: service.ok_or_else(|| missing("service"))?,
-            routes: routes.unwrap_or_default(),
-            ratelimit: ratelimit.unwrap_or_default(),
+            routes,
+            ratelimit,
             #[cfg(feature = "deployment")]
-            deployment: deployment.unwrap_or_default(),
+            deployment,
         })
     }
 }
