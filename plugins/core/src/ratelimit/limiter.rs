@@ -551,12 +551,16 @@ fn needed_headers(policy: &Policy, settings: &RateLimitSettings) -> Vec<String> 
             names.extend(m.headers.keys().cloned());
         }
     }
-    for n in &mut names {
+    // Each name once, in first-seen order: a linear scan over a few names, where a sort
+    // would put ~5 KB of stable-sort code into the filter's Wasm.
+    let mut unique: Vec<String> = Vec::with_capacity(names.len());
+    for mut n in names {
         n.make_ascii_lowercase();
+        if !unique.contains(&n) {
+            unique.push(n);
+        }
     }
-    names.sort();
-    names.dedup();
-    names
+    unique
 }
 
 /// Appends `n` in decimal (as `format!("{n}")` would).
