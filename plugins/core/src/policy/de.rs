@@ -1,5 +1,5 @@
-//! Policy text as a tree ([`Node`], from JSON pluginConfig or from `yaml.rs`), and a serde
-//! `Deserializer` over it. The policy types are read from the tree by `read.rs`; this
+//! Policy text as a tree ([`Node`], from JSON pluginConfig by `json.rs` or from `yaml.rs`),
+//! and a serde `Deserializer` over it. The policy types are read from the tree by `read.rs`; this
 //! deserializer runs their serde derives, which `read_test.rs` holds `read.rs` to, and the
 //! renderer-only `deployment:` section. It names the field of
 //! the first type error (`routes[0].ratelimit.rules[1].rate`, serde_path_to_error's path
@@ -209,78 +209,8 @@ pub(crate) fn from_node<T: de::DeserializeOwned>(value: &Node) -> Result<T, DeEr
 }
 
 /// JSON text to a tree, refusing duplicate keys (serde_json's `Value` keeps the last).
-pub(crate) fn json_tree(bytes: &[u8]) -> Result<Node, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let tree = Tree.deserialize(&mut de)?;
-    de.end()?;
-    Ok(tree)
-}
-
-/// Builds a [`Node`] from any deserializer, with an error on a duplicate map key.
-#[derive(Clone, Copy)]
-struct Tree;
-
-impl<'de> DeserializeSeed<'de> for Tree {
-    type Value = Node;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Tree {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Node, E> {
-        Ok(Node::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Node, E> {
-        Ok(match u64::try_from(n) {
-            Ok(u) => Node::Unsigned(u),
-            Err(_) => Node::Signed(n),
-        })
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Node, E> {
-        Ok(Node::Unsigned(n))
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<Node, E> {
-        Ok(Node::Float(n))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
-        Ok(Node::Str(s.to_string()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Node, E> {
-        Ok(Node::Str(s))
-    }
-    fn visit_unit<E>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-    fn visit_none<E>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-        self.deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(self)? {
-            items.push(v);
-        }
-        Ok(Node::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Node, A::Error> {
-        let mut entries: Vec<(String, Node)> = Vec::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if entries.iter().any(|(k, _)| *k == key) {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
-            }
-            let value = access.next_value_seed(self)?;
-            entries.push((key, value));
-        }
-        Ok(Node::Map(entries))
-    }
+pub(crate) fn json_tree(bytes: &[u8]) -> Result<Node, super::json::JsonError> {
+    super::json::parse(bytes)
 }
 
 /// A value and where it is.

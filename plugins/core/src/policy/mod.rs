@@ -8,6 +8,7 @@ mod de;
 #[cfg(feature = "deployment")]
 pub mod deployment;
 mod error;
+mod json;
 mod map;
 mod parse;
 mod ratelimit;

@@ -1,5 +1,5 @@
 //! Text to [`Policy`]: JSON (filters' pluginConfig) and, with the `yaml` feature, YAML
-//! (policy files). Both become a JSON tree first (serde_json's parser, or `yaml.rs` with
+//! (policy files). Both become a JSON tree first (`json.rs`, or `yaml.rs` with
 //! every node's position), then the policy types through `de.rs`, which names the field of
 //! a type error; semantic problems come from `validate`. The filters and `meshward check`
 //! run this same code.
@@ -17,10 +17,10 @@ pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
     let tree = json_tree(bytes).map_err(|e| {
         PolicyErrors(vec![PolicyError {
             file: FILE.to_string(),
-            line: e.line(),
-            column: e.column(),
+            line: e.line,
+            column: e.column,
             path: ".".to_string(),
-            message: strip_location(&e.to_string()),
+            message: e.message,
         }])
     })?;
     let policy: Policy = read(&tree).map_err(|e| {
@@ -44,16 +44,6 @@ pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
         )
     })?;
     Ok(policy)
-}
-
-/// serde_json appends " at line L column C"; we print the location ourselves. (A byte
-/// window search, not `str::rfind`, whose two-way searcher is half a kilobyte of Wasm.)
-fn strip_location(msg: &str) -> String {
-    const AT: &[u8] = b" at line ";
-    match msg.as_bytes().windows(AT.len()).rposition(|w| w == AT) {
-        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
-        None => msg.to_string(),
-    }
 }
 
 /// Parses a YAML policy file and validates it; `file` names it in every problem.
@@ -91,22 +81,7 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<Policy, PolicyErrors> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_json, strip_location};
-
-    #[test]
-    fn only_the_last_location_suffix_is_cut() {
-        assert_eq!(
-            strip_location("key must be a string at line 2 column 16"),
-            "key must be a string"
-        );
-        assert_eq!(
-            strip_location("a at line 1 column 2 at line 3 column 4"),
-            "a at line 1 column 2"
-        );
-        assert_eq!(strip_location("no location"), "no location");
-        assert_eq!(strip_location(" at line "), "");
-        assert_eq!(strip_location(""), "");
-    }
+    use super::parse_json;
 
     #[test]
     fn syntax_and_semantic_messages_are_whole() {
