@@ -75,6 +75,55 @@ impl meshward_core::ratelimit::headers::FieldSink for Pairs {
     }
 }
 
+/// Response fields kept from the request headers until the response headers: every value in
+/// one buffer (one allocation per request, none when there are no fields), added with one
+/// `proxy_add_header_map_value` each. Holds up to [`Kept::MAX`] fields (a rate-limit style
+/// writes at most five); more are dropped.
+#[derive(Debug, Default)]
+pub struct Kept {
+    buf: Vec<u8>,
+    /// Each field's name and the end of its value in `buf`.
+    ends: [(&'static str, usize); Kept::MAX],
+    len: usize,
+}
+
+impl Kept {
+    /// Fields a [`Kept`] holds.
+    pub const MAX: usize = 5;
+
+    /// Empty, with room for `bytes` bytes of values.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// Adds every kept field to the response (once: the fields are gone afterwards); a field
+    /// the host refuses is skipped with a debug line.
+    pub fn add_to_response(&mut self) {
+        let mut start = 0;
+        for (name, end) in self.ends.get(..self.len).unwrap_or(&[]) {
+            let value = self.buf.get(start..*end).unwrap_or(&[]);
+            if !add_response_header(name, value) {
+                log::debug!("the host refused response header {name}");
+            }
+            start = *end;
+        }
+        self.len = 0;
+    }
+}
+
+impl meshward_core::ratelimit::headers::FieldSink for Kept {
+    fn field(&mut self, name: &'static str, value: &mut dyn FnMut(&mut Vec<u8>)) {
+        if let Some(slot) = self.ends.get_mut(self.len) {
+            value(&mut self.buf);
+            *slot = (name, self.buf.len());
+            self.len += 1;
+        }
+    }
+}
+
 /// Sends a local reply on the current context; false when the host refused.
 pub fn send(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
     let text: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();

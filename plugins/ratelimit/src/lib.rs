@@ -21,7 +21,7 @@ use meshward_core::ratelimit::{
     PlannedRule,
 };
 use meshward_kit::metrics::{Counter, Counters};
-use meshward_kit::reply::Pairs;
+use meshward_kit::reply::{Kept, Pairs};
 use meshward_kit::request::{peer_address, RequestView};
 use meshward_kit::store::SharedStore;
 use meshward_kit::{config, reply, time};
@@ -234,7 +234,7 @@ impl RootContext for Root {
         Some(Box::new(Request {
             id: context_id,
             shared,
-            response_headers: Vec::new(),
+            response_headers: Kept::default(),
             replied: false,
             pending: None,
             debug: false,
@@ -260,7 +260,7 @@ struct Request {
     id: u32,
     shared: Rc<Shared>,
     /// Fields for the response, written when the request was allowed.
-    response_headers: Vec<(&'static str, Vec<u8>)>,
+    response_headers: Kept,
     replied: bool,
     pending: Option<Pending>,
     /// The host keeps debug lines (asked once per request): otherwise none is formatted.
@@ -361,7 +361,7 @@ impl Request {
             self.shared.count(plan, first, "queue", Out::Limited);
             let rule = first.map_or("queue", |r| &*r.name);
             self.log(rid, route, rule, "limited", " reason=queue-full");
-            self.response_headers.clear();
+            self.response_headers = Kept::default();
             self.reject(plan, first, "queue", delay_ns, &[]);
             return Action::Pause;
         }
@@ -518,15 +518,15 @@ impl Request {
             } => {
                 if settings.response.on_allowed {
                     let items = plan.items(&states);
-                    let mut fields =
-                        Vec::with_capacity(headers::response_field_count(self.style(), &items));
+                    // The `RateLimit` value is about as long as `RateLimit-Policy`; the
+                    // legacy fields add a few numbers.
+                    self.response_headers = Kept::with_capacity(2 * plan.policy_field.len() + 64);
                     headers::put_response_fields(
                         self.style(),
                         &plan.policy_field,
                         &items,
-                        &mut fields,
+                        &mut self.response_headers,
                     );
-                    self.response_headers = fields;
                 }
                 (delay_ns, taken)
             }
@@ -714,11 +714,7 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _n: usize, _end: bool) -> Action {
         if !self.replied {
-            for (k, v) in std::mem::take(&mut self.response_headers) {
-                if !reply::add_response_header(k, &v) {
-                    log::debug!("ratelimit: the host refused response header {k}");
-                }
-            }
+            self.response_headers.add_to_response();
         }
         Action::Continue
     }
