@@ -22,9 +22,13 @@ use serde::de::{
 #[cfg(feature = "yaml")]
 use serde_json::Value;
 
-/// A type error with the path of the field it was found at.
+/// A type error with the path of the field it was found at. Boxed: one pointer, so every
+/// `Result<_, DeError>` the readers pass up is small (a `Result<(), DeError>` is a pointer).
 #[derive(Debug)]
-pub(crate) struct DeError {
+pub(crate) struct DeError(Box<Problem>);
+
+#[derive(Debug)]
+struct Problem {
     /// Set by the innermost map entry, sequence element or variant that saw the error.
     path: Option<String>,
     message: String,
@@ -33,18 +37,18 @@ pub(crate) struct DeError {
 impl DeError {
     /// The field path (`.` for the document itself).
     pub(crate) fn path(&self) -> &str {
-        self.path.as_deref().unwrap_or(".")
+        self.0.path.as_deref().unwrap_or(".")
     }
 
     /// What is wrong.
     pub(crate) fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Attaches `at` unless a deeper frame already did.
     pub(super) fn at(mut self, at: &Chain<'_>) -> Self {
-        if self.path.is_none() {
-            self.path = Some(at.render());
+        if self.0.path.is_none() {
+            self.0.path = Some(at.render());
         }
         self
     }
@@ -52,7 +56,7 @@ impl DeError {
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
@@ -60,10 +64,10 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError {
+        DeError(Box::new(Problem {
             path: None,
             message: msg.to_string(),
-        }
+        }))
     }
 
     // serde's defaults print `Unexpected` with its `Display`, which formats floats; ours

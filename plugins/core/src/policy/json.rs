@@ -45,8 +45,13 @@ const OUT_OF_RANGE: &str = "number out of range";
 const TRAILING_COMMA: &str = "trailing comma";
 const LONE_SURROGATE: &str = "lone leading surrogate in hex escape";
 
-/// Parses one JSON document (whitespace around it allowed, nothing else).
+/// Parses one JSON document (whitespace around it allowed, nothing else). (Errors are boxed
+/// inside: a pointer is all the parser's functions pass up.)
 pub(crate) fn parse(bytes: &[u8]) -> Result<Node, JsonError> {
+    parse_boxed(bytes).map_err(|e| *e)
+}
+
+fn parse_boxed(bytes: &[u8]) -> Result<Node, Box<JsonError>> {
     let mut p = Parser {
         s: bytes,
         i: 0,
@@ -90,31 +95,31 @@ impl Parser<'_> {
     }
 
     /// An error at the last byte read.
-    fn err(&self, message: &str) -> JsonError {
+    fn err(&self, message: &str) -> Box<JsonError> {
         self.err_at(self.i, message.to_string())
     }
 
     /// An error at the next byte (at the end when there is none).
-    fn peek_err(&self, message: &str) -> JsonError {
+    fn peek_err(&self, message: &str) -> Box<JsonError> {
         self.err_at((self.i + 1).min(self.s.len()), message.to_string())
     }
 
     /// serde_json's position of index `i`: the line, and the bytes before `i` on it.
-    fn err_at(&self, i: usize, message: String) -> JsonError {
+    fn err_at(&self, i: usize, message: String) -> Box<JsonError> {
         let before = self.s.get(..i).unwrap_or(self.s);
         let start = before
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |n| n + 1);
         let line = 1 + before.iter().take(start).filter(|&&b| b == b'\n').count();
-        JsonError {
+        Box::new(JsonError {
             line,
             column: i - start,
             message,
-        }
+        })
     }
 
-    fn value(&mut self) -> Result<Node, JsonError> {
+    fn value(&mut self) -> Result<Node, Box<JsonError>> {
         let Some(b) = self.ws() else {
             return Err(self.peek_err(EOF_VALUE));
         };
@@ -146,7 +151,7 @@ impl Parser<'_> {
     }
 
     /// `null`, `true` or `false`, whose first byte is the next one.
-    fn ident(&mut self, word: &[u8], node: Node) -> Result<Node, JsonError> {
+    fn ident(&mut self, word: &[u8], node: Node) -> Result<Node, Box<JsonError>> {
         self.i += 1;
         for &expected in word.iter().skip(1) {
             match self.next() {
@@ -159,7 +164,7 @@ impl Parser<'_> {
     }
 
     /// Elements after `[` up to and including `]`.
-    fn seq(&mut self) -> Result<Node, JsonError> {
+    fn seq(&mut self) -> Result<Node, Box<JsonError>> {
         let mut items = Vec::new();
         loop {
             match self.ws() {
@@ -183,7 +188,7 @@ impl Parser<'_> {
     }
 
     /// Entries after `{` up to and including `}`.
-    fn map(&mut self) -> Result<Node, JsonError> {
+    fn map(&mut self) -> Result<Node, Box<JsonError>> {
         let mut entries: Vec<(String, Node)> = Vec::new();
         loop {
             let next = match self.ws() {
@@ -221,7 +226,7 @@ impl Parser<'_> {
     }
 
     /// The rest of a string after its opening quote, escapes decoded, UTF-8 checked.
-    fn string(&mut self) -> Result<String, JsonError> {
+    fn string(&mut self) -> Result<String, Box<JsonError>> {
         let mut out = Vec::new();
         loop {
             let Some(b) = self.next() else {
@@ -247,7 +252,7 @@ impl Parser<'_> {
     }
 
     /// One escape after its backslash.
-    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), Box<JsonError>> {
         let Some(b) = self.next() else {
             return Err(self.err(EOF_STRING));
         };
@@ -266,7 +271,7 @@ impl Parser<'_> {
     }
 
     /// `\uXXXX` after its `u`, a surrogate pair as one character.
-    fn unicode_escape(&mut self, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    fn unicode_escape(&mut self, out: &mut Vec<u8>) -> Result<(), Box<JsonError>> {
         let n = self.hex4()?;
         let code = match n {
             0xDC00..=0xDFFF => return Err(self.err(LONE_SURROGATE)),
@@ -294,7 +299,7 @@ impl Parser<'_> {
     }
 
     /// Four hex digits.
-    fn hex4(&mut self) -> Result<u32, JsonError> {
+    fn hex4(&mut self) -> Result<u32, Box<JsonError>> {
         let Some(digits) = self.s.get(self.i..self.i + 4) else {
             self.i = self.s.len();
             return Err(self.err(EOF_STRING));
@@ -314,7 +319,7 @@ impl Parser<'_> {
     }
 
     /// A number after its sign: an integer that fits 64 bits is one, anything else a float.
-    fn number(&mut self, positive: bool) -> Result<Node, JsonError> {
+    fn number(&mut self, positive: bool) -> Result<Node, Box<JsonError>> {
         let start = self.i;
         let mut significand: u64 = match self.next() {
             None => return Err(self.err(EOF_VALUE)),
