@@ -16,11 +16,23 @@ use proxy_wasm::types::MapType;
 /// gives them). Valid only while the request-headers callback runs.
 #[derive(Debug, Default)]
 pub struct RequestView<'n> {
-    method: OnceCell<String>,
-    path: OnceCell<String>,
-    authority: OnceCell<String>,
-    /// The readable headers, each with its value once fetched.
-    headers: Vec<(&'n str, OnceCell<Option<String>>)>,
+    method: OnceCell<Option<String>>,
+    path: OnceCell<Option<String>>,
+    authority: OnceCell<Option<String>>,
+    /// The readable headers (lower-case).
+    names: &'n [String],
+    /// Each readable header's value once fetched, by its index in `names`: made on the first
+    /// read of one of them (most requests read none, and then allocate nothing here).
+    values: OnceCell<Vec<OnceCell<Option<String>>>>,
+}
+
+/// `cell`'s value, made by `make` the first time (`None` only if it could not be stored, which
+/// cannot happen; unlike `get_or_init` there is no re-entrancy check to panic on).
+fn cached<T>(cell: &OnceCell<T>, make: impl FnOnce() -> T) -> Option<&T> {
+    if cell.get().is_none() {
+        let _ = cell.set(make());
+    }
+    cell.get()
 }
 
 fn fetch(name: &str) -> Option<String> {
@@ -34,10 +46,7 @@ impl<'n> RequestView<'n> {
     /// visible to [`RequestAttrs::header`]; nothing is read yet.
     pub fn new(names: &'n [String]) -> Self {
         Self {
-            headers: names
-                .iter()
-                .map(|n| (n.as_str(), OnceCell::new()))
-                .collect(),
+            names,
             ..Self::default()
         }
     }
@@ -50,23 +59,32 @@ impl<'n> RequestView<'n> {
 
 impl RequestAttrs for RequestView<'_> {
     fn method(&self) -> &str {
-        self.method
-            .get_or_init(|| fetch(":method").unwrap_or_default())
+        value(&self.method, ":method")
     }
     fn path(&self) -> &str {
-        self.path.get_or_init(|| fetch(":path").unwrap_or_default())
+        value(&self.path, ":path")
     }
     fn host(&self) -> &str {
-        self.authority
-            .get_or_init(|| fetch(":authority").unwrap_or_default())
+        value(&self.authority, ":authority")
     }
     fn header(&self, name: &str) -> Option<&str> {
-        let (n, value) = self
-            .headers
+        let i = self
+            .names
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))?;
-        value.get_or_init(|| fetch(n)).as_deref()
+            .position(|k| k.eq_ignore_ascii_case(name))?;
+        let values = cached(&self.values, || {
+            self.names.iter().map(|_| OnceCell::new()).collect()
+        })?;
+        let name = self.names.get(i)?;
+        cached(values.get(i)?, || fetch(name))?.as_deref()
     }
+}
+
+/// A pseudo-header's value (empty when absent), fetched into `cell` on first use.
+fn value<'a>(cell: &'a OnceCell<Option<String>>, name: &str) -> &'a str {
+    cached(cell, || fetch(name))
+        .and_then(Option::as_deref)
+        .unwrap_or("")
 }
 
 /// The downstream peer address (`source.address`), if the host knows it. Called on every
