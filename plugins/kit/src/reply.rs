@@ -20,7 +20,14 @@ impl Pairs {
     /// Room for `count` pairs and `text` bytes of names and values.
     pub fn new(count: usize, text: usize) -> Self {
         let mut buf = Vec::with_capacity(4 + 8 * count + text + 2 * count);
-        buf.resize(4 + 8 * count, 0);
+        // The count and length table, zeroed by copying (`resize` writes a byte at a time).
+        const ZEROS: [u8; 64] = [0; 64];
+        let mut left = 4 + 8 * count;
+        while left > 0 {
+            let n = left.min(ZEROS.len());
+            buf.extend_from_slice(ZEROS.get(..n).unwrap_or(&[]));
+            left -= n;
+        }
         Self {
             buf,
             room: count,
