@@ -78,7 +78,10 @@ fn unit_nanos(unit: &str) -> Option<u64> {
 /// char boundary, but `split_at`'s panic path would bring core's char-escaping `Debug` and
 /// its Unicode tables into the filters' Wasm, ~4 KB.)
 fn split_number(s: &str) -> (&str, &str) {
-    let end = s.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
     s.split_at_checked(end).unwrap_or((s, ""))
 }
 
