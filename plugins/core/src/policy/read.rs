@@ -34,13 +34,14 @@ pub(super) type Field<'f> = &'f mut dyn FnMut(usize, At<'_, '_>) -> Result<(), D
 /// `at` must be a map (else "invalid type: ..., expected {expecting}"); each key must be
 /// one of `names` ("unknown field", at the key's path) and appear once ("duplicate field",
 /// at the struct's path); `field` reads each value, whose errors get the key's path.
-/// Missing fields are the caller's (it knows the defaults). At most 64 names.
+/// Returns which names were present (bit `i` for `names[i]`): missing fields are the
+/// caller's (it knows the defaults). At most 64 names.
 pub(super) fn fields(
     at: At<'_, '_>,
     expecting: &str,
     names: &'static [&'static str],
     field: Field<'_>,
-) -> Result<(), DeError> {
+) -> Result<u64, DeError> {
     let Node::Map(entries) = at.value else {
         return at.wrong(&expecting);
     };
@@ -59,7 +60,7 @@ pub(super) fn fields(
         seen |= bit;
         field(i, At { value, at: &chain }).map_err(|e| e.at(&chain))?;
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// Reads `at` into a field that holds its default until then.
@@ -68,11 +69,18 @@ pub(super) fn read_into<T: FromNode>(slot: &mut T, at: At<'_, '_>) -> Result<(),
     Ok(())
 }
 
-/// Reads `at` into a required field, `None` until then (a `null` is a type error here, as
-/// for serde: only an `Option` field takes it).
-pub(super) fn read_some<T: FromNode>(slot: &mut Option<T>, at: At<'_, '_>) -> Result<(), DeError> {
-    *slot = Some(T::from_node(at)?);
-    Ok(())
+/// serde's error for the first required field (in declaration order, as serde checks them)
+/// that was not among the keys: `seen` and `required` have bit `i` for `names[i]`.
+pub(super) fn required(
+    seen: u64,
+    required: u64,
+    names: &'static [&'static str],
+) -> Result<(), DeError> {
+    let absent = required & !seen;
+    match names.get(absent.trailing_zeros() as usize) {
+        Some(name) if absent != 0 => Err(missing(name)),
+        _ => Ok(()),
+    }
 }
 
 /// `Err(missing field `name`)`, serde's error for an absent required field.

@@ -11,8 +11,7 @@ use super::ratelimit::{
     default_true, default_v4_mask, default_v6_mask,
 };
 use super::read::{
-    fields, missing, newtype, read_into, read_some, try_from_string, unit_variant, variant,
-    FromNode,
+    fields, newtype, read_into, required, try_from_string, unit_variant, variant, FromNode,
 };
 use super::{
     Algorithm, Cidr, ClientIpSettings, Duration, FailureMode, GlobalSettings, HeaderStyle,
@@ -20,39 +19,34 @@ use super::{
     Route, RouteClass, RouteMatch, RouteRateLimit, Rule, SharedSettings, TierSettings,
 };
 
-/// `FromNode` for a struct with `deny_unknown_fields`: `field: "name"` is required,
-/// `field: "name" = expr` takes `expr` when absent (serde's `default`). A defaulted field
-/// starts as its default and a value read overwrites it in place ([`read_into`]); a
-/// required one is an `Option` until read ([`read_some`]). Both are generic over the field's
-/// type only, so each struct is a table of calls, not a copy of every field reader.
+/// `FromNode` for a struct with `deny_unknown_fields`: `field: "name" = expr` takes `expr`
+/// when absent (serde's `default`); `field: required "name" = expr` must be present (`expr`
+/// only fills the place until it is read). The struct is built once, from these values, and
+/// each value read overwrites its field in place ([`read_into`], generic over the field's
+/// type only), so each struct is a table of calls, not a copy of every field reader.
 macro_rules! read_struct {
-    ($ty:ident, $expecting:literal, { $($field:ident : $name:literal $(= $default:expr)?),+ $(,)? }) => {
+    ($ty:ident, $expecting:literal, {
+        $($field:ident : $($required:ident)? $name:literal = $init:expr),+ $(,)?
+    }) => {
         impl FromNode for $ty {
             fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
                 #[allow(non_camel_case_types)]
                 enum F { $($field),+ }
                 const NAMES: &[&str] = &[$($name),+];
-                $(let mut $field = read_struct!(@start $($default)?);)+
-                fields(at, $expecting, NAMES, &mut |i, v| {
+                const REQUIRED: u64 = 0 $($(| (read_struct!(@bit $required) << F::$field as u64))?)+;
+                let mut out = $ty { $($field: $init),+ };
+                let seen = fields(at, $expecting, NAMES, &mut |i, v| {
                     $(if i == F::$field as usize {
-                        return read_struct!(@read $field, v $(, $default)?);
+                        return read_into(&mut out.$field, v);
                     })+
                     Ok(())
                 })?;
-                Ok($ty {
-                    $($field: read_struct!(@or $field, $name $(, $default)?),)+
-                })
+                required(seen, REQUIRED, NAMES)?;
+                Ok(out)
             }
         }
     };
-    (@start) => { None };
-    (@start $default:expr) => { $default };
-    (@read $field:ident, $v:ident) => { read_some(&mut $field, $v) };
-    (@read $field:ident, $v:ident, $default:expr) => { read_into(&mut $field, $v) };
-    (@or $field:ident, $name:literal) => {
-        match $field { Some(v) => v, None => return Err(missing($name)) }
-    };
-    (@or $field:ident, $name:literal, $default:expr) => { $field };
+    (@bit required) => { 1u64 };
 }
 
 /// `FromNode` for an enum of unit variants: `Variant = "name"`.
@@ -84,40 +78,36 @@ impl FromNode for Policy {
         ];
         #[cfg(not(feature = "deployment"))]
         const NAMES: &[&str] = &["apiVersion", "kind", "service", "routes", "ratelimit"];
-        let mut api_version = None;
-        let mut kind = None;
-        let mut service = None;
-        let mut routes = Vec::new();
-        let mut ratelimit = None;
-        #[cfg(feature = "deployment")]
-        let mut deployment = None;
-        fields(at, "struct Policy", NAMES, &mut |i, v| match i {
-            0 => read_some(&mut api_version, v),
-            1 => read_some(&mut kind, v),
-            2 => read_some(&mut service, v),
-            3 => read_into(&mut routes, v),
-            4 => read_into(&mut ratelimit, v),
+        let mut out = Policy {
+            api_version: String::new(),
+            kind: String::new(),
+            service: String::new(),
+            routes: Vec::new(),
+            ratelimit: None,
+            #[cfg(feature = "deployment")]
+            deployment: None,
+        };
+        let seen = fields(at, "struct Policy", NAMES, &mut |i, v| match i {
+            0 => read_into(&mut out.api_version, v),
+            1 => read_into(&mut out.kind, v),
+            2 => read_into(&mut out.service, v),
+            3 => read_into(&mut out.routes, v),
+            4 => read_into(&mut out.ratelimit, v),
             #[cfg(feature = "deployment")]
             5 => {
-                deployment = super::read::with_serde(v)?;
+                out.deployment = super::read::with_serde(v)?;
                 Ok(())
             }
             _ => Ok(()),
         })?;
-        Ok(Policy {
-            api_version: api_version.ok_or_else(|| missing("apiVersion"))?,
-            kind: kind.ok_or_else(|| missing("kind"))?,
-            service: service.ok_or_else(|| missing("service"))?,
-            routes,
-            ratelimit,
-            #[cfg(feature = "deployment")]
-            deployment,
-        })
+        // apiVersion, kind and service.
+        required(seen, 0b111, NAMES)?;
+        Ok(out)
     }
 }
 
 read_struct!(Route, "struct Route", {
-    name: "name",
+    name: required "name" = String::new(),
     matcher: "match" = None,
     class: "class" = None,
     ratelimit: "ratelimit" = None,
@@ -150,13 +140,13 @@ impl FromNode for PathMatch {
 }
 
 read_struct!(RouteRateLimit, "struct RouteRateLimit", {
-    rules: "rules",
+    rules: required "rules" = Vec::new(),
 });
 
 read_struct!(Rule, "struct Rule", {
-    name: "name",
+    name: required "name" = String::new(),
     algorithm: "algorithm" = Algorithm::default(),
-    rate: "rate",
+    rate: required "rate" = Rate::PLACEHOLDER,
     burst: "burst" = None,
     key: "key" = default_key(),
     tiers: "tiers" = Map::new(),
@@ -205,9 +195,9 @@ read_unit_enum!(IpSource, "enum IpSource", {
 });
 
 read_struct!(TierSettings, "struct TierSettings", {
-    from: "from",
-    default: "default",
-    names: "names",
+    from: required "from" = KeyPart::ClientIp,
+    default: required "default" = String::new(),
+    names: required "names" = Vec::new(),
 });
 
 read_unit_enum!(HeaderStyle, "enum HeaderStyle", {
@@ -236,8 +226,8 @@ read_struct!(QueueSettings, "struct QueueSettings", {
 });
 
 read_struct!(GlobalSettings, "struct GlobalSettings", {
-    cluster: "cluster",
-    domain: "domain",
+    cluster: required "cluster" = String::new(),
+    domain: required "domain" = String::new(),
     timeout: "timeout" = default_rls_timeout(),
     failure_mode: "failure_mode" = FailureMode::default(),
     cache_entries: "cache_entries" = default_cache_entries(),

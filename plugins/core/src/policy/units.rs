@@ -155,6 +155,12 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// 1/s: what a rule's `rate` holds while the rule is read (a rule without one is refused).
+    pub(crate) const PLACEHOLDER: Rate = Rate {
+        count: 1,
+        period_nanos: NS_PER_S,
+    };
+
     /// `count` per `period`; `None` when either is zero.
     pub fn new(count: u64, period: Duration) -> Option<Self> {
         (count > 0 && period.nanos > 0).then_some(Self {
