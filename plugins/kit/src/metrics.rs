@@ -2,26 +2,27 @@
 //! Prometheus sees them as-is). A host that refuses a metric costs the metric, never the
 //! request.
 
-use hashbrown_sdk::HashMap;
 use std::cell::Cell;
 
 use proxy_wasm::types::MetricType;
 
-/// Counters whose names are only known per request, by name (each a [`Counter`]).
+/// Counters whose names are only known per request, by name (each a [`Counter`]). A rare
+/// path (a filter names its counters at configure time): found by a linear scan, which keeps
+/// a hash map and its string hashing out of the module.
 #[derive(Debug, Default)]
 pub struct Counters {
-    by_name: HashMap<String, Counter>,
+    all: Vec<Counter>,
 }
 
 impl Counters {
     /// Adds `n` to the counter `name`, defining it the first time.
     pub fn add(&mut self, name: &str, n: u64) {
-        match self.by_name.get(name) {
+        match self.all.iter().find(|c| c.name == name) {
             Some(c) => c.add(n),
             None => {
                 let c = Counter::new(name.to_string());
                 c.add(n);
-                self.by_name.insert(name.to_string(), c);
+                self.all.push(c);
             }
         }
     }
