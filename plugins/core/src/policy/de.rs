@@ -93,11 +93,22 @@ struct Unexp<'a>(Unexpected<'a>);
 impl fmt::Display for Unexp<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Unexpected::Bool(b) => write!(f, "boolean `{b}`"),
+            Unexpected::Bool(b) => f.write_str(if b {
+                "boolean `true`"
+            } else {
+                "boolean `false`"
+            }),
             Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
-            Unexpected::Signed(n) => write!(f, "integer `{n}`"),
+            // (Through u64's Display, which the module has anyway.)
+            Unexpected::Signed(n) if n < 0 => write!(f, "integer `-{}`", n.unsigned_abs()),
+            Unexpected::Signed(n) => write!(f, "integer `{}`", n.unsigned_abs()),
             Unexpected::Float(_) => f.write_str("floating point number"),
-            Unexpected::Char(c) => write!(f, "character `{c}`"),
+            // (Not `{c}`: char's Display is only needed here, and never by the tree.)
+            Unexpected::Char(c) => {
+                f.write_str("character `")?;
+                f.write_str(c.encode_utf8(&mut [0; 4]))?;
+                f.write_str("`")
+            }
             Unexpected::Str(s) => write!(f, "string \"{s}\""),
             Unexpected::Bytes(_) => f.write_str("byte array"),
             Unexpected::Unit => f.write_str("null"),
