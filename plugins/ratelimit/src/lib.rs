@@ -9,7 +9,7 @@ pub mod cache;
 pub mod queue;
 pub mod rls;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Display;
 use std::rc::Rc;
 use std::time::Duration;
@@ -40,6 +40,13 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Debug);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
+
+thread_local! {
+    /// The plan every request of this worker is planned into, so its rule vector and slot
+    /// keys are allocated once (a VM runs one callback at a time; a request that waits for
+    /// the global service takes it along, and the next request starts a new one).
+    static PLAN: Cell<Option<Plan>> = const { Cell::new(None) };
+}
 
 const FILTER: &str = "ratelimit";
 const LOCK_KEY: &str = "mwrl\u{1f}lock";
@@ -436,7 +443,16 @@ impl Request {
         self.admit(&p.plan, p.charged, p.delay_ns, &p.request_id)
     }
 
+    /// Decides the request's fate in the worker's plan buffers ([`PLAN`]).
     fn decide(&mut self) -> Action {
+        let mut plan = PLAN.take().unwrap_or_default();
+        let action = self.decide_in(&mut plan);
+        PLAN.set(Some(plan));
+        action
+    }
+
+    /// Plans into `reused` (a global call takes it along) and decides.
+    fn decide_in(&mut self, reused: &mut Plan) -> Action {
         let shared = Rc::clone(&self.shared);
         let limiter = &shared.limiter;
         let settings = limiter.settings();
@@ -466,10 +482,11 @@ impl Request {
             }
             Access::Limit => {}
         }
-        let Some(plan) = limiter.plan(&req, client) else {
+        if !limiter.plan_into(&req, client, reused) {
             return Action::Continue;
-        };
-        let route = plan.route.1.clone();
+        }
+        let plan: &Plan = reused;
+        let route: &str = &plan.route.1;
         let retries = settings.shared.cas_retries;
         let outcome = evaluate(&mut *shared.store.borrow_mut(), plan.local(), now, retries);
         let (delay_ns, taken) = match outcome {
@@ -643,7 +660,7 @@ impl Request {
             ) {
                 Ok(_) => {
                     self.pending = Some(Pending {
-                        plan,
+                        plan: std::mem::take(reused),
                         charged,
                         delay_ns,
                         request_id: rid,
@@ -654,7 +671,7 @@ impl Request {
                 }
                 Err(status) => {
                     self.pending = Some(Pending {
-                        plan,
+                        plan: std::mem::take(reused),
                         charged,
                         delay_ns,
                         request_id: rid,

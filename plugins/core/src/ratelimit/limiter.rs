@@ -55,7 +55,7 @@ impl AsRef<Check> for PlannedRule {
 }
 
 /// Everything the filter needs for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// Index and name of the matched route.
     pub route: (usize, Arc<str>),
@@ -383,9 +383,25 @@ impl Limiter {
 
     /// The matched route's rules, ready to evaluate (`None`: no route or no rules).
     pub fn plan(&self, req: &dyn RequestAttrs, client: Option<IpAddr>) -> Option<Plan> {
-        let (ri, route) = crate::policy::select(&self.policy.routes, req)?;
-        let rl = route.ratelimit.as_ref()?;
-        let compiled = self.routes.get(ri)?;
+        let mut plan = Plan::default();
+        self.plan_into(req, client, &mut plan).then_some(plan)
+    }
+
+    /// [`Limiter::plan`] into `out`, whose rule vector and slot-key buffers are reused (a
+    /// filter keeps one plan per worker: a request then allocates nothing for its plan).
+    /// False when no route with rules matched (`out` is then left as it was).
+    pub fn plan_into(
+        &self,
+        req: &dyn RequestAttrs,
+        client: Option<IpAddr>,
+        out: &mut Plan,
+    ) -> bool {
+        let Some((ri, route)) = crate::policy::select(&self.policy.routes, req) else {
+            return false;
+        };
+        let (Some(rl), Some(compiled)) = (route.ratelimit.as_ref(), self.routes.get(ri)) else {
+            return false;
+        };
         let tier_index = self.tier_index(req);
         let tier = tier_index.and_then(|i| self.tiers.get(i)).map(Arc::clone);
         let policy_field = compiled
@@ -423,12 +439,13 @@ impl Limiter {
             (true, _) => 2,
         };
         let (mut local_end, mut shadow_end) = (0, 0);
-        let mut rules = Vec::with_capacity(rl.rules.len());
+        let rules = &mut out.rules;
+        let mut n = 0;
         for group in 0..3u8 {
             if group == 1 {
-                local_end = rules.len();
+                local_end = n;
             } else if group == 2 {
-                shadow_end = rules.len();
+                shadow_end = n;
             }
             for (i, (rule, c)) in rl.rules.iter().zip(&compiled.rules).enumerate() {
                 if kind(rule) != group {
@@ -451,7 +468,12 @@ impl Limiter {
                     h.part(bytes);
                 }
                 let slot = h.finish() % slots;
-                let mut key = Vec::with_capacity(c.prefix.len() + 20);
+                // The slot key goes into the buffer of the rule this one replaces, if any.
+                let mut key = match rules.get_mut(n) {
+                    Some(old) => std::mem::take(&mut old.check.slot),
+                    None => Vec::with_capacity(c.prefix.len() + 20),
+                };
+                key.clear();
                 key.extend_from_slice(&c.prefix);
                 push_decimal(&mut key, slot);
                 let descriptor = rule.global.then(|| {
@@ -478,7 +500,7 @@ impl Limiter {
                     }
                     d
                 });
-                rules.push(PlannedRule {
+                let planned = PlannedRule {
                     index: i,
                     name: Arc::clone(&c.name),
                     check: Check {
@@ -489,17 +511,21 @@ impl Limiter {
                     rate,
                     shadow: rule.shadow,
                     descriptor,
-                });
+                };
+                match rules.get_mut(n) {
+                    Some(old) => *old = planned,
+                    None => rules.push(planned),
+                }
+                n += 1;
             }
         }
-        Some(Plan {
-            route: (ri, Arc::clone(&compiled.name)),
-            tier,
-            policy_field,
-            rules,
-            local_end,
-            shadow_end,
-        })
+        rules.truncate(n);
+        out.route = (ri, Arc::clone(&compiled.name));
+        out.tier = tier;
+        out.policy_field = policy_field;
+        out.local_end = local_end;
+        out.shadow_end = shadow_end;
+        true
     }
 }
 
@@ -727,6 +753,50 @@ mod tests {
         let d = plan.global()[0].descriptor.clone().expect("descriptor");
         assert_eq!(d[1], ("remote_address".to_string(), "10.0.0.1".to_string()));
         assert_eq!(l.tier(&Req("GOLD")).as_deref(), Some("free"));
+    }
+
+    #[test]
+    fn a_reused_plan_is_the_plan_of_the_new_request() {
+        let l = limiter();
+        let mut reused = Plan::default();
+        for (tier, ip) in [("gold", "10.0.0.1"), ("free", "10.9.8.7"), ("", "::1")] {
+            assert!(l.plan_into(&Req(tier), parse_addr(ip), &mut reused));
+            assert_eq!(Some(&reused), l.plan(&Req(tier), parse_addr(ip)).as_ref());
+        }
+        // A route with fewer rules than the last plan had: the extra rules are gone.
+        let two = Limiter::new(
+            parse_json(
+                br#"{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"s",
+                "routes":[
+                  {"name":"x","match":{"path":{"prefix":"/x"}},"ratelimit":{"rules":[
+                    {"name":"one","rate":"5/s","key":["client-ip"]}]}},
+                  {"name":"default","ratelimit":{"rules":[
+                    {"name":"a","rate":"5/s","key":["client-ip"]},
+                    {"name":"b","rate":"5/s","key":["route"],"shadow":true}]}}]}"#,
+            )
+            .expect("policy"),
+        );
+        struct Path(&'static str);
+        impl RequestAttrs for Path {
+            fn method(&self) -> &str {
+                "GET"
+            }
+            fn path(&self) -> &str {
+                self.0
+            }
+            fn host(&self) -> &str {
+                "a"
+            }
+            fn header(&self, _: &str) -> Option<&str> {
+                None
+            }
+        }
+        let ip = parse_addr("10.0.0.1");
+        for path in ["/y", "/x", "/y"] {
+            assert!(two.plan_into(&Path(path), ip, &mut reused));
+            assert_eq!(Some(&reused), two.plan(&Path(path), ip).as_ref(), "{path}");
+        }
+        assert_eq!(reused.rules().len(), 2);
     }
 
     #[test]
