@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use super::text;
+
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, Expected, MapAccess, SeqAccess, Unexpected,
     VariantAccess, Visitor,
@@ -35,6 +37,14 @@ struct Problem {
 }
 
 impl DeError {
+    /// An error saying `message`, without a path yet.
+    pub(crate) fn new(message: String) -> Self {
+        DeError(Box::new(Problem {
+            path: None,
+            message,
+        }))
+    }
+
     /// The field path (`.` for the document itself).
     pub(crate) fn path(&self) -> &str {
         self.0.path.as_deref().unwrap_or(".")
@@ -48,9 +58,86 @@ impl DeError {
     /// Attaches `at` unless a deeper frame already did.
     pub(super) fn at(mut self, at: &Chain<'_>) -> Self {
         if self.0.path.is_none() {
-            self.0.path = Some(at.render());
+            let mut path = String::new();
+            match at {
+                Chain::Root => path.push('.'),
+                _ => at.render(&mut path),
+            }
+            self.0.path = Some(path);
         }
         self
+    }
+
+    /// serde's `invalid type: {unexp}, expected {exp}` (`what` = `invalid type`) and
+    /// `invalid value: ...` (`invalid value`), except that a float is not printed.
+    pub(super) fn mismatch(what: &str, unexp: Unexpected<'_>, exp: &str) -> Self {
+        let number;
+        let mut utf8 = [0; 4];
+        let (before, value, after) = match unexp {
+            Unexpected::Bool(true) => ("boolean `true`", "", ""),
+            Unexpected::Bool(false) => ("boolean `false`", "", ""),
+            Unexpected::Unsigned(n) => {
+                number = text::number(n);
+                ("integer `", number.as_str(), "`")
+            }
+            Unexpected::Signed(n) => {
+                number = text::number(n.unsigned_abs());
+                let sign = if n < 0 { "integer `-" } else { "integer `" };
+                (sign, number.as_str(), "`")
+            }
+            Unexpected::Float(_) => ("floating point number", "", ""),
+            // (Not `c.to_string()`: char's Display is only needed here.)
+            Unexpected::Char(c) => ("character `", &*c.encode_utf8(&mut utf8), "`"),
+            Unexpected::Str(s) => ("string \"", s, "\""),
+            Unexpected::Bytes(_) => ("byte array", "", ""),
+            Unexpected::Unit => ("null", "", ""),
+            Unexpected::Option => ("Option value", "", ""),
+            Unexpected::NewtypeStruct => ("newtype struct", "", ""),
+            Unexpected::Seq => ("sequence", "", ""),
+            Unexpected::Map => ("map", "", ""),
+            Unexpected::Enum => ("enum", "", ""),
+            Unexpected::UnitVariant => ("unit variant", "", ""),
+            Unexpected::NewtypeVariant => ("newtype variant", "", ""),
+            Unexpected::TupleVariant => ("tuple variant", "", ""),
+            Unexpected::StructVariant => ("struct variant", "", ""),
+            Unexpected::Other(o) => (o, "", ""),
+        };
+        DeError::new(text::concat(&[
+            what,
+            ": ",
+            before,
+            value,
+            after,
+            ", expected ",
+            exp,
+        ]))
+    }
+
+    /// serde's `unknown field `x`, expected ...` (`kind` = `field`) and `unknown variant
+    /// ...` (`variant`), with serde's list of the names.
+    pub(super) fn unknown(kind: &str, name: &str, expected: &[&str]) -> Self {
+        let mut m = text::concat(&["unknown ", kind, " `", name, "`"]);
+        match expected {
+            [] => m.push_str(if kind == "field" {
+                ", there are no fields"
+            } else {
+                ", there are no variants"
+            }),
+            [one] => m.push_str(&text::concat(&[", expected `", one, "`"])),
+            [a, b] => m.push_str(&text::concat(&[", expected `", a, "` or `", b, "`"])),
+            _ => {
+                m.push_str(", expected one of ");
+                for (i, alt) in expected.iter().enumerate() {
+                    if i > 0 {
+                        m.push_str(", ");
+                    }
+                    m.push('`');
+                    m.push_str(alt);
+                    m.push('`');
+                }
+            }
+        }
+        DeError::new(m)
     }
 }
 
@@ -64,65 +151,17 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError(Box::new(Problem {
-            path: None,
-            message: msg.to_string(),
-        }))
+        DeError::new(msg.to_string())
     }
 
     // serde's defaults print `Unexpected` with its `Display`, which formats floats; ours
     // say the same words without it.
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
-        Self::custom(format_args!(
-            "invalid type: {}, expected {exp}",
-            Unexp(unexp)
-        ))
+        Self::mismatch("invalid type", unexp, &exp.to_string())
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
-        Self::custom(format_args!(
-            "invalid value: {}, expected {exp}",
-            Unexp(unexp)
-        ))
-    }
-}
-
-/// serde's wording for an unexpected value, except that a float is not printed.
-struct Unexp<'a>(Unexpected<'a>);
-
-impl fmt::Display for Unexp<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Unexpected::Bool(b) => f.write_str(if b {
-                "boolean `true`"
-            } else {
-                "boolean `false`"
-            }),
-            Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
-            // (Through u64's Display, which the module has anyway.)
-            Unexpected::Signed(n) if n < 0 => write!(f, "integer `-{}`", n.unsigned_abs()),
-            Unexpected::Signed(n) => write!(f, "integer `{}`", n.unsigned_abs()),
-            Unexpected::Float(_) => f.write_str("floating point number"),
-            // (Not `{c}`: char's Display is only needed here, and never by the tree.)
-            Unexpected::Char(c) => {
-                f.write_str("character `")?;
-                f.write_str(c.encode_utf8(&mut [0; 4]))?;
-                f.write_str("`")
-            }
-            Unexpected::Str(s) => write!(f, "string \"{s}\""),
-            Unexpected::Bytes(_) => f.write_str("byte array"),
-            Unexpected::Unit => f.write_str("null"),
-            Unexpected::Option => f.write_str("Option value"),
-            Unexpected::NewtypeStruct => f.write_str("newtype struct"),
-            Unexpected::Seq => f.write_str("sequence"),
-            Unexpected::Map => f.write_str("map"),
-            Unexpected::Enum => f.write_str("enum"),
-            Unexpected::UnitVariant => f.write_str("unit variant"),
-            Unexpected::NewtypeVariant => f.write_str("newtype variant"),
-            Unexpected::TupleVariant => f.write_str("tuple variant"),
-            Unexpected::StructVariant => f.write_str("struct variant"),
-            Unexpected::Other(o) => f.write_str(o),
-        }
+        Self::mismatch("invalid value", unexp, &exp.to_string())
     }
 }
 
@@ -134,49 +173,25 @@ pub(super) enum Chain<'a> {
 }
 
 impl Chain<'_> {
-    /// `a.b[2].c`; `.` for the root.
-    fn render(&self) -> String {
-        let mut segments = Vec::new();
-        let mut at = self;
-        loop {
-            match at {
-                Chain::Root => break,
-                Chain::Key(parent, key) => {
-                    segments.push(Seg::Key(key));
-                    at = parent;
+    /// Appends `a.b[2].c` (nothing for the root).
+    fn render(&self, out: &mut String) {
+        match self {
+            Chain::Root => {}
+            Chain::Key(parent, key) => {
+                parent.render(out);
+                if !out.is_empty() {
+                    out.push('.');
                 }
-                Chain::Index(parent, i) => {
-                    segments.push(Seg::Index(*i));
-                    at = parent;
-                }
+                out.push_str(key);
+            }
+            Chain::Index(parent, i) => {
+                parent.render(out);
+                out.push('[');
+                out.push_str(&text::number(*i as u64));
+                out.push(']');
             }
         }
-        if segments.is_empty() {
-            return ".".to_string();
-        }
-        let mut out = String::new();
-        for seg in segments.iter().rev() {
-            match seg {
-                Seg::Key(k) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(k);
-                }
-                Seg::Index(i) => {
-                    out.push('[');
-                    out.push_str(&i.to_string());
-                    out.push(']');
-                }
-            }
-        }
-        out
     }
-}
-
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
 }
 
 /// A parsed document: JSON's data model, objects as their entries in document order.
@@ -248,7 +263,13 @@ impl At<'_, '_> {
         }
     }
 
-    pub(super) fn wrong<T>(&self, exp: &dyn Expected) -> Result<T, DeError> {
+    /// `invalid type: <what this is>, expected {exp}`.
+    pub(super) fn wrong<T>(&self, exp: &str) -> Result<T, DeError> {
+        Err(DeError::mismatch("invalid type", self.unexpected(), exp))
+    }
+
+    /// [`At::wrong`] for a serde visitor.
+    fn wrong_for<T>(&self, exp: &dyn Expected) -> Result<T, DeError> {
         Err(de::Error::invalid_type(self.unexpected(), exp))
     }
 }
@@ -272,7 +293,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
             Node::Bool(b) => visitor.visit_bool(*b),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
 
@@ -290,7 +311,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
             Node::Unsigned(u) => visitor.visit_u64(*u),
             Node::Signed(i) => visitor.visit_i64(*i),
             Node::Float(f) => visitor.visit_f64(*f),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
     fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -309,7 +330,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
             Node::Str(s) => visitor.visit_borrowed_str(s),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -329,7 +350,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.value {
             Node::Null => visitor.visit_unit(),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
 
@@ -348,7 +369,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
                 next: 0,
                 at: self.at,
             }),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
 
@@ -359,7 +380,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
                 pending: None,
                 at: self.at,
             }),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
 
@@ -386,7 +407,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
             }),
             Node::Map(entries) if entries.len() == 1 => {
                 let Some((name, value)) = entries.first() else {
-                    return self.wrong(&visitor);
+                    return self.wrong_for(&visitor);
                 };
                 visitor.visit_enum(Variant {
                     name,
@@ -398,7 +419,7 @@ impl<'de, 'c> Deserializer<'de> for At<'de, 'c> {
                 Unexpected::Map,
                 &"a map with a single key",
             )),
-            _ => self.wrong(&visitor),
+            _ => self.wrong_for(&visitor),
         }
     }
 

@@ -96,3 +96,62 @@ fn duplicate_json_keys_are_refused_with_their_location() {
     assert!(e.to_string().contains("duplicate key `name`"), "{e}");
     assert_eq!(e.line, 1);
 }
+
+/// The readers' messages are glued from pieces (`DeError::mismatch`, `DeError::unknown`);
+/// they must say what serde's own `Unexpected` and default error methods say, except
+/// where they said otherwise before: a float is not printed, a unit is `null` (serde_json's
+/// word) and a string is quoted without escapes (serde writes it with `{:?}`).
+#[test]
+fn built_messages_are_serdes_words() {
+    use serde::de::{value::Error as SerdeError, Error as _, Unexpected};
+    let unexpected = [
+        Unexpected::Bool(true),
+        Unexpected::Bool(false),
+        Unexpected::Unsigned(0),
+        Unexpected::Unsigned(u64::MAX),
+        Unexpected::Signed(-7),
+        Unexpected::Signed(i64::MIN),
+        Unexpected::Signed(42),
+        Unexpected::Char('é'),
+        Unexpected::Str("a b"),
+        Unexpected::Bytes(b"x"),
+        Unexpected::Option,
+        Unexpected::NewtypeStruct,
+        Unexpected::Seq,
+        Unexpected::Map,
+        Unexpected::Enum,
+        Unexpected::UnitVariant,
+        Unexpected::NewtypeVariant,
+        Unexpected::TupleVariant,
+        Unexpected::StructVariant,
+        Unexpected::Other("other thing"),
+    ];
+    for u in unexpected {
+        for what in ["invalid type", "invalid value"] {
+            assert_eq!(
+                DeError::mismatch(what, u, "struct Rule").message(),
+                format!("{what}: {u}, expected struct Rule")
+            );
+        }
+    }
+    assert_eq!(
+        DeError::mismatch("invalid type", Unexpected::Float(1.5), "u32").message(),
+        "invalid type: floating point number, expected u32"
+    );
+    // serde_json's word for a unit.
+    assert_eq!(
+        DeError::mismatch("invalid type", Unexpected::Unit, "u32").message(),
+        "invalid type: null, expected u32"
+    );
+    let lists: [&'static [&'static str]; 4] = [&[], &["a"], &["a", "b"], &["a", "b", "c"]];
+    for names in lists {
+        assert_eq!(
+            DeError::unknown("field", "x", names).message(),
+            SerdeError::unknown_field("x", names).to_string()
+        );
+        assert_eq!(
+            DeError::unknown("variant", "x", names).message(),
+            SerdeError::unknown_variant("x", names).to_string()
+        );
+    }
+}

@@ -15,6 +15,7 @@ mod ratelimit;
 mod read;
 mod read_types;
 mod route;
+mod text;
 mod units;
 mod validate;
 #[cfg(feature = "yaml")]

@@ -10,9 +10,11 @@
 //! `invalid type: ..., expected struct Rule`, ...). Knows the shape of a tree and serde's
 //! wording, not the policy's types (those are in `read_types.rs`).
 
-use serde::de::{self, Error as _, Unexpected};
+use serde::de::Unexpected;
 
 use super::de::{At, Chain, DeError, Node};
+use super::text::concat;
+use super::units::UnitError;
 
 /// A type read from a tree node. Errors carry the field path like [`super::de`]'s.
 pub(crate) trait FromNode: Sized {
@@ -43,18 +45,18 @@ pub(super) fn fields(
     field: Field<'_>,
 ) -> Result<u64, DeError> {
     let Node::Map(entries) = at.value else {
-        return at.wrong(&expecting);
+        return at.wrong(expecting);
     };
     let mut seen = 0u64;
     for (key, value) in entries {
         let chain = Chain::Key(at.at, key);
         let Some(i) = names.iter().position(|n| n == key) else {
-            return Err(DeError::unknown_field(key, names).at(&chain));
+            return Err(DeError::unknown("field", key, names).at(&chain));
         };
         let bit = 1u64 << (i % 64);
         if seen & bit != 0 {
             if let Some(name) = names.get(i) {
-                return Err(DeError::duplicate_field(name));
+                return Err(DeError::new(concat(&["duplicate field `", name, "`"])));
             }
         }
         seen |= bit;
@@ -85,7 +87,7 @@ pub(super) fn required(
 
 /// `Err(missing field `name`)`, serde's error for an absent required field.
 pub(super) fn missing(name: &'static str) -> DeError {
-    DeError::missing_field(name)
+    DeError::new(concat(&["missing field `", name, "`"]))
 }
 
 /// An enum (serde's derived enum visitor over [`super::de`]'s `deserialize_enum`): the
@@ -99,19 +101,20 @@ pub(super) fn variant<'v>(
         Node::Str(s) => (s.as_str(), None),
         Node::Map(entries) if entries.len() == 1 => match entries.first() {
             Some((name, value)) => (name.as_str(), Some(value)),
-            None => return at.wrong(&expecting),
+            None => return at.wrong(expecting),
         },
         Node::Map(_) => {
-            return Err(DeError::invalid_value(
+            return Err(DeError::mismatch(
+                "invalid value",
                 Unexpected::Map,
-                &"a map with a single key",
+                "a map with a single key",
             ))
         }
-        _ => return at.wrong(&expecting),
+        _ => return at.wrong(expecting),
     };
     match names.iter().position(|n| *n == name) {
         Some(i) => Ok((i, value)),
-        None => Err(DeError::unknown_variant(name, names)),
+        None => Err(DeError::unknown("variant", name, names)),
     }
 }
 
@@ -124,9 +127,10 @@ pub(super) fn unit_variant(
     let (i, value) = variant(at, expecting, names)?;
     match value {
         None | Some(Node::Null) => Ok(i),
-        Some(_) => Err(DeError::invalid_type(
+        Some(_) => Err(DeError::mismatch(
+            "invalid type",
             Unexpected::NewtypeVariant,
-            &"unit variant",
+            "unit variant",
         )),
     }
 }
@@ -139,9 +143,10 @@ pub(super) fn newtype<T: FromNode>(
     value: Option<&Node>,
 ) -> Result<T, DeError> {
     let (Some(value), Some(name)) = (value, names.get(i)) else {
-        return Err(DeError::invalid_type(
+        return Err(DeError::mismatch(
+            "invalid type",
             Unexpected::UnitVariant,
-            &"newtype variant",
+            "newtype variant",
         ));
     };
     let chain = Chain::Key(at.at, name);
@@ -152,13 +157,25 @@ pub(super) fn newtype<T: FromNode>(
 fn unsigned(at: At<'_, '_>, max: u64, expecting: &str) -> Result<u64, DeError> {
     match *at.value {
         Node::Unsigned(u) if u <= max => Ok(u),
-        Node::Unsigned(u) => Err(DeError::invalid_value(Unexpected::Unsigned(u), &expecting)),
+        Node::Unsigned(u) => Err(DeError::mismatch(
+            "invalid value",
+            Unexpected::Unsigned(u),
+            expecting,
+        )),
         Node::Signed(i) => match u64::try_from(i) {
             Ok(u) if u <= max => Ok(u),
-            _ => Err(DeError::invalid_value(Unexpected::Signed(i), &expecting)),
+            _ => Err(DeError::mismatch(
+                "invalid value",
+                Unexpected::Signed(i),
+                expecting,
+            )),
         },
-        Node::Float(f) => Err(DeError::invalid_type(Unexpected::Float(f), &expecting)),
-        _ => at.wrong(&expecting),
+        Node::Float(f) => Err(DeError::mismatch(
+            "invalid type",
+            Unexpected::Float(f),
+            expecting,
+        )),
+        _ => at.wrong(expecting),
     }
 }
 
@@ -187,7 +204,7 @@ impl FromNode for bool {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
         match at.value {
             Node::Bool(b) => Ok(*b),
-            _ => at.wrong(&"a boolean"),
+            _ => at.wrong("a boolean"),
         }
     }
 }
@@ -196,7 +213,7 @@ impl FromNode for String {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
         match at.value {
             Node::Str(s) => Ok(s.clone()),
-            _ => at.wrong(&"a string"),
+            _ => at.wrong("a string"),
         }
     }
 }
@@ -229,7 +246,7 @@ fn elements(
     element: &mut dyn FnMut(At<'_, '_>) -> Result<(), DeError>,
 ) -> Result<(), DeError> {
     let Node::Seq(items) = at.value else {
-        return at.wrong(&"a sequence");
+        return at.wrong("a sequence");
     };
     for (i, value) in items.iter().enumerate() {
         let chain = Chain::Index(at.at, i);
@@ -242,11 +259,10 @@ fn elements(
 /// conversion error is the message, at the field's path.
 pub(super) fn try_from_string<T>(at: At<'_, '_>) -> Result<T, DeError>
 where
-    T: TryFrom<String>,
-    T::Error: std::fmt::Display,
+    T: TryFrom<String, Error = UnitError>,
 {
     let s = String::from_node(at)?;
-    T::try_from(s).map_err(de::Error::custom)
+    T::try_from(s).map_err(|e| DeError::new(e.0))
 }
 
 /// A type only serde reads (the renderer-only `deployment:` section).

@@ -13,6 +13,7 @@ use super::ratelimit::{
 use super::read::{
     fields, newtype, read_into, required, try_from_string, unit_variant, variant, FromNode,
 };
+use super::text::concat;
 use super::{
     Algorithm, Cidr, ClientIpSettings, Duration, FailureMode, GlobalSettings, HeaderStyle,
     IpSource, KeyPart, PathMatch, Policy, QueueSettings, Rate, RateLimitSettings, ResponseSettings,
@@ -59,7 +60,7 @@ macro_rules! read_unit_enum {
                 let i = unit_variant(&at, $expecting, NAMES)?;
                 ALL.get(i)
                     .copied()
-                    .ok_or_else(|| serde::de::Error::custom("variant out of range"))
+                    .ok_or_else(|| DeError::new("variant out of range".to_string()))
             }
         }
     };
@@ -262,16 +263,14 @@ impl FromNode for KeyPart {
 impl<V: FromNode> FromNode for Map<V> {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
         let Node::Map(entries) = at.value else {
-            return at.wrong(&"a map");
+            return at.wrong("a map");
         };
         let mut m = Map::new();
         for (key, value) in entries {
             let chain = Chain::Key(at.at, key);
             let v = V::from_node(At { value, at: &chain }).map_err(|e| e.at(&chain))?;
             if m.contains_key(key) {
-                return Err(serde::de::Error::custom(format_args!(
-                    "duplicate key `{key}`"
-                )));
+                return Err(DeError::new(concat(&["duplicate key `", key, "`"])));
             }
             m.insert(key.clone(), v);
         }
