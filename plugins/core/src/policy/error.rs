@@ -72,4 +72,14 @@ impl Problems {
     pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push((path.into(), message.into()));
     }
+
+    /// A problem at the field `suffix` (`.name`) of the value at `at` (`routes[0]`). One
+    /// call per problem instead of a `format!` or a path built at every check keeps the
+    /// filters' Wasm smaller.
+    pub(crate) fn at(&mut self, at: &str, suffix: &str, message: impl Into<String>) {
+        let mut path = String::with_capacity(at.len() + suffix.len());
+        path.push_str(at);
+        path.push_str(suffix);
+        self.0.push((path, message.into()));
+    }
 }

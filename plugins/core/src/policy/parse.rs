@@ -13,37 +13,37 @@ use super::Policy;
 /// line and column; type and semantic problems have the field path only (JSON configs are
 /// generated, usually on one line).
 pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
-    const FILE: &str = "pluginConfig";
-    let tree = json_tree(bytes).map_err(|e| {
-        PolicyErrors(vec![PolicyError {
-            file: FILE.to_string(),
-            line: e.line,
-            column: e.column,
-            path: ".".to_string(),
-            message: e.message,
-        }])
-    })?;
+    let tree = json_tree(bytes)
+        .map_err(|e| PolicyErrors(vec![in_config(e.line, e.column, ".".into(), e.message)]))?;
     let policy: Policy = read(&tree).map_err(|e| {
-        PolicyErrors(vec![PolicyError {
-            file: FILE.to_string(),
-            line: 0,
-            column: 0,
-            path: e.path().to_string(),
-            message: e.message().to_string(),
-        }])
+        PolicyErrors(vec![in_config(
+            0,
+            0,
+            e.path().to_string(),
+            e.message().to_string(),
+        )])
     })?;
-    policy.validate().map_err(|errs| {
-        PolicyErrors(
-            errs.0
+    let problems = super::validate::problems(&policy).0;
+    if !problems.is_empty() {
+        return Err(PolicyErrors(
+            problems
                 .into_iter()
-                .map(|mut e| {
-                    e.file = FILE.to_string();
-                    e
-                })
+                .map(|(path, message)| in_config(0, 0, path, message))
                 .collect(),
-        )
-    })?;
+        ));
+    }
     Ok(policy)
+}
+
+/// A problem of a filter's pluginConfig (one function for the three kinds of problem).
+fn in_config(line: usize, column: usize, path: String, message: String) -> PolicyError {
+    PolicyError {
+        file: "pluginConfig".to_string(),
+        line,
+        column,
+        path,
+        message,
+    }
 }
 
 /// Parses a YAML policy file and validates it; `file` names it in every problem.

@@ -7,6 +7,7 @@ use super::ratelimit::{
     is_header_name, Algorithm, IpSource, KeyPart, RateLimitSettings, RouteRateLimit,
 };
 use super::route::{PathMatch, RouteMatch, DEFAULT_ROUTE};
+use super::text::concat;
 use super::{Policy, API_VERSION, KIND};
 
 /// Longest rate-limit queue a worker may hold.
@@ -32,13 +33,9 @@ impl<'a, T: PartialEq + ?Sized> Seen<'a, T> {
     }
 }
 
-/// `at` followed by `suffix` (`.name`): the path of a field of the value at `at`. One
-/// function instead of a `format!` per path keeps the filters' Wasm smaller.
+/// `at` followed by `suffix` (`.match`): the path of a field of the value at `at`.
 fn field(at: &str, suffix: &str) -> String {
-    let mut path = String::with_capacity(at.len() + suffix.len());
-    path.push_str(at);
-    path.push_str(suffix);
-    path
+    concat(&[at, suffix])
 }
 
 /// `a, b, c`: the one list a message shows. A loop, not `[String]::join`, whose generic
@@ -102,16 +99,14 @@ pub(crate) fn problems(p: &Policy) -> Problems {
     for (i, r) in p.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         if !is_dns_label(&r.name) {
-            out.push(
-                field(&at, ".name"),
+            out.at(
+                &at,
+                ".name",
                 format!("`{}` is not a DNS-1123 label", r.name),
             );
         }
         if !names.insert(r.name.as_str()) {
-            out.push(
-                field(&at, ".name"),
-                format!("route `{}` is defined twice", r.name),
-            );
+            out.at(&at, ".name", format!("route `{}` is defined twice", r.name));
         }
         if let Some(d) = default_at {
             out.push(
@@ -127,8 +122,9 @@ pub(crate) fn problems(p: &Policy) -> Problems {
                 at.clone(),
                 "a route needs `match` (only the route named `default` matches everything)",
             ),
-            (Some(_), true) => out.push(
-                field(&at, ".match"),
+            (Some(_), true) => out.at(
+                &at,
+                ".match",
                 "the `default` route matches every request; remove `match` or rename the route",
             ),
             (Some(m), false) => check_match(m, &field(&at, ".match"), &mut out),
@@ -159,11 +155,12 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
     if let Some(p) = &m.path {
         let pat = p.pattern();
         if !pat.starts_with('/') {
-            out.push(field(at, ".path"), format!("`{pat}` must start with `/`"));
+            out.at(at, ".path", format!("`{pat}` must start with `/`"));
         }
         if pat.contains(['?', '#']) {
-            out.push(
-                field(at, ".path"),
+            out.at(
+                at,
+                ".path",
                 "paths are matched without the query string; remove `?`/`#`",
             );
         }
@@ -174,14 +171,16 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
                 let var = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
                 match var {
                     Some(v) if !v.is_empty() && !v.contains(['{', '}']) && !vars.insert(v) => {
-                        out.push(
-                            field(at, ".path.template"),
+                        out.at(
+                            at,
+                            ".path.template",
                             format!("variable `{{{v}}}` appears twice"),
                         );
                     }
                     Some(v) if !v.is_empty() && !v.contains(['{', '}']) => {}
-                    _ if has_brace => out.push(
-                        field(at, ".path.template"),
+                    _ if has_brace => out.at(
+                        at,
+                        ".path.template",
                         format!(
                             "segment `{seg}`: a variable must be a whole segment like `{{id}}`"
                         ),
@@ -201,7 +200,7 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
     }
     if let Some(h) = &m.host {
         if h.is_empty() || h.contains(['/', ' ']) {
-            out.push(field(at, ".host"), format!("`{h}` is not a host name"));
+            out.at(at, ".host", format!("`{h}` is not a host name"));
         }
     }
     for k in m.headers.keys() {
@@ -222,35 +221,38 @@ fn check_rules(
     out: &mut Problems,
 ) {
     if rl.rules.is_empty() {
-        out.push(field(at, ".rules"), "needs at least one rule");
+        out.at(at, ".rules", "needs at least one rule");
     }
     let mut names = Seen::default();
     for (j, rule) in rl.rules.iter().enumerate() {
         let at = format!("{at}.rules[{j}]");
         if !is_dns_label(&rule.name) {
-            out.push(
-                field(&at, ".name"),
+            out.at(
+                &at,
+                ".name",
                 format!("`{}` is not a DNS-1123 label", rule.name),
             );
         }
         if !names.insert(rule.name.as_str()) {
-            out.push(
-                field(&at, ".name"),
+            out.at(
+                &at,
+                ".name",
                 format!("rule `{}` is defined twice in this route", rule.name),
             );
         }
         let cost = u64::from(rule.cost.unwrap_or(1));
         if rule.cost == Some(0) {
-            out.push(field(&at, ".cost"), "must be at least 1");
+            out.at(&at, ".cost", "must be at least 1");
         }
         match rule.algorithm {
             Algorithm::TokenBucket => {
                 let burst = u64::from(rule.burst.unwrap_or(1));
                 if burst == 0 {
-                    out.push(field(&at, ".burst"), "a token bucket needs burst >= 1");
+                    out.at(&at, ".burst", "a token bucket needs burst >= 1");
                 } else if cost > burst {
-                    out.push(
-                        field(&at, ".cost"),
+                    out.at(
+                        &at,
+                        ".cost",
                         format!("cost {cost} is above burst {burst}: no request could ever pass"),
                     );
                 }
@@ -258,58 +260,59 @@ fn check_rules(
             Algorithm::LeakyBucket => {
                 if let (Some(d), b) = (rule.delay_after, rule.burst.unwrap_or(0)) {
                     if d > b {
-                        out.push(
-                            field(&at, ".delay_after"),
+                        out.at(
+                            &at,
+                            ".delay_after",
                             format!("{d} is above burst {b}: only burst requests can be early"),
                         );
                     }
                 }
                 if rule.max_delay.is_some_and(|d| d.is_zero()) {
-                    out.push(field(&at, ".max_delay"), "must be greater than 0");
+                    out.at(&at, ".max_delay", "must be greater than 0");
                 }
             }
             Algorithm::SlidingWindow | Algorithm::FixedWindow => {
                 if rule.burst.is_some() {
-                    out.push(
-                        field(&at, ".burst"),
-                        format!("`{}` counts requests per window; burst applies to token-bucket and leaky-bucket", rule.algorithm.as_str()),
+                    out.at(&at, ".burst", format!("`{}` counts requests per window; burst applies to token-bucket and leaky-bucket", rule.algorithm.as_str()),
                     );
                 }
                 if cost > rule.rate.count() {
-                    out.push(field(&at, ".cost"), "cost is above the window's count");
+                    out.at(&at, ".cost", "cost is above the window's count");
                 }
             }
         }
         if rule.algorithm != Algorithm::LeakyBucket {
             if rule.max_delay.is_some() {
-                out.push(
-                    field(&at, ".max_delay"),
+                out.at(
+                    &at,
+                    ".max_delay",
                     "only a leaky-bucket rule can delay requests",
                 );
             }
             if rule.delay_after.is_some() {
-                out.push(
-                    field(&at, ".delay_after"),
+                out.at(
+                    &at,
+                    ".delay_after",
                     "only a leaky-bucket rule can delay requests",
                 );
             }
         }
         if rule.global {
             if s.global.is_none() {
-                out.push(
-                    field(&at, ".global"),
-                    "a global rule needs `ratelimit.global` (cluster and domain of the rate limit service)",
+                out.at(&at, ".global", "a global rule needs `ratelimit.global` (cluster and domain of the rate limit service)",
                 );
             }
             if rule.algorithm == Algorithm::LeakyBucket {
-                out.push(
-                    field(&at, ".algorithm"),
+                out.at(
+                    &at,
+                    ".algorithm",
                     "a global rule is decided by the rate limit service and cannot delay",
                 );
             }
         } else if rule.failure_mode.is_some() {
-            out.push(
-                field(&at, ".failure_mode"),
+            out.at(
+                &at,
+                ".failure_mode",
                 "only global rules can fail (set `global: true` or remove it)",
             );
         }
@@ -325,13 +328,11 @@ fn check_rules(
         }
         let mut parts = Seen::default();
         if !rule.key.iter().all(|k| parts.insert(k)) {
-            out.push(field(&at, ".key"), "a key part is listed twice");
+            out.at(&at, ".key", "a key part is listed twice");
         }
         if !rule.tiers.is_empty() {
             match &s.tiers {
-                None => out.push(
-                    field(&at, ".tiers"),
-                    if has_settings {
+                None => out.at(&at, ".tiers", if has_settings {
                         "tiers need `ratelimit.tiers` (where the tier comes from, the default, the names)"
                     } else {
                         "tiers need a top-level `ratelimit.tiers` section"
@@ -356,17 +357,18 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
     let at = "ratelimit";
     let ip = &s.client_ip;
     if ip.ipv4_mask > 32 {
-        out.push(field(at, ".client_ip.ipv4_mask"), "must be 0..=32");
+        out.at(at, ".client_ip.ipv4_mask", "must be 0..=32");
     }
     if ip.ipv6_mask > 128 {
-        out.push(field(at, ".client_ip.ipv6_mask"), "must be 0..=128");
+        out.at(at, ".client_ip.ipv6_mask", "must be 0..=128");
     }
     if ip.trusted_hops > 16 {
-        out.push(field(at, ".client_ip.trusted_hops"), "must be 0..=16");
+        out.at(at, ".client_ip.trusted_hops", "must be 0..=16");
     }
     if ip.source == IpSource::Peer && ip.trusted_hops > 0 {
-        out.push(
-            field(at, ".client_ip.trusted_hops"),
+        out.at(
+            at,
+            ".client_ip.trusted_hops",
             "trusted hops only apply with `source: xff`",
         );
     }
@@ -375,19 +377,21 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
             KeyPart::Header(_) => {}
             KeyPart::Claim(c) => {
                 if !s.claim_headers.contains_key(c) {
-                    out.push(
-                        field(at, ".tiers.from"),
+                    out.at(
+                        at,
+                        ".tiers.from",
                         format!("claim `{c}` has no header in `ratelimit.claim_headers`"),
                     );
                 }
             }
-            other => out.push(
-                field(at, ".tiers.from"),
+            other => out.at(
+                at,
+                ".tiers.from",
                 format!("`{other}` cannot name a tier; use `header:<name>` or `claim:<name>`"),
             ),
         }
         if t.names.is_empty() {
-            out.push(field(at, ".tiers.names"), "needs at least one tier");
+            out.at(at, ".tiers.names", "needs at least one tier");
         }
         let mut seen = Seen::default();
         for (i, n) in t.names.iter().enumerate() {
@@ -405,8 +409,9 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
             }
         }
         if !t.names.contains(&t.default) {
-            out.push(
-                field(at, ".tiers.default"),
+            out.at(
+                at,
+                ".tiers.default",
                 format!("`{}` is not one of the tier names", t.default),
             );
         }
@@ -421,45 +426,39 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
     }
     let r = &s.response;
     if !(400..=599).contains(&r.status) {
-        out.push(field(at, ".response.status"), "must be 400..=599");
+        out.at(at, ".response.status", "must be 400..=599");
     }
     if !is_header_name(&r.shadow_header) {
-        out.push(field(at, ".response.shadow_header"), "not a header name");
+        out.at(at, ".response.shadow_header", "not a header name");
     }
     let sh = &s.shared;
     if sh.slots == 0 || sh.slots > MAX_SLOTS {
-        out.push(
-            field(at, ".shared.slots"),
-            format!("must be 1..={MAX_SLOTS}"),
-        );
+        out.at(at, ".shared.slots", format!("must be 1..={MAX_SLOTS}"));
     }
     if sh.cas_retries == 0 || sh.cas_retries > 64 {
-        out.push(field(at, ".shared.cas_retries"), "must be 1..=64");
+        out.at(at, ".shared.cas_retries", "must be 1..=64");
     }
     let q = &s.queue;
     if q.max_len == 0 || q.max_len > MAX_QUEUE {
-        out.push(
-            field(at, ".queue.max_len"),
-            format!("must be 1..={MAX_QUEUE}"),
-        );
+        out.at(at, ".queue.max_len", format!("must be 1..={MAX_QUEUE}"));
     }
     let tick = q.tick.as_nanos();
     if !(1_000_000..=1_000_000_000).contains(&tick) {
-        out.push(field(at, ".queue.tick"), "must be between 1ms and 1s");
+        out.at(at, ".queue.tick", "must be between 1ms and 1s");
     }
     if let Some(g) = &s.global {
         if g.cluster.trim().is_empty() {
-            out.push(field(at, ".global.cluster"), "must name an Envoy cluster");
+            out.at(at, ".global.cluster", "must name an Envoy cluster");
         }
         if g.domain.trim().is_empty() {
-            out.push(field(at, ".global.domain"), "must not be empty");
+            out.at(at, ".global.domain", "must not be empty");
         }
         let t = g.timeout.as_nanos();
         if t == 0 || t > 10_000_000_000 {
-            out.push(field(at, ".global.timeout"), "must be between 1ms and 10s");
+            out.at(at, ".global.timeout", "must be between 1ms and 10s");
         }
         if g.cache_entries > 65_536 {
-            out.push(field(at, ".global.cache_entries"), "must be 0..=65536");
+            out.at(at, ".global.cache_entries", "must be 0..=65536");
         }
     }
 }
