@@ -95,17 +95,41 @@ impl Plan {
 
     /// The enforcing local rules as the response fields describe them, with `states` (the
     /// engine's, one per local rule, in order).
-    pub fn items(&self, states: &[RuleState]) -> Vec<Item<'_>> {
-        self.local()
-            .iter()
-            .zip(states)
-            .map(|(r, s)| Item {
-                name: &r.name,
-                rate: r.rate,
-                remaining: s.remaining,
-                reset_s: headers::ceil_secs(s.reset_ns),
-            })
-            .collect()
+    /// One rule (the usual route) is held in place, more in a vector.
+    pub fn items(&self, states: &[RuleState]) -> Items<'_> {
+        match (self.local(), states) {
+            ([r], [s]) => Items::One([item(r, s)]),
+            (rules, _) => Items::Many(rules.iter().zip(states).map(|(r, s)| item(r, s)).collect()),
+        }
+    }
+}
+
+/// [`Plan::items`]: reads as a slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Items<'p> {
+    /// The one enforcing rule, without an allocation.
+    One([Item<'p>; 1]),
+    /// Any other number of rules.
+    Many(Vec<Item<'p>>),
+}
+
+impl<'p> std::ops::Deref for Items<'p> {
+    type Target = [Item<'p>];
+    fn deref(&self) -> &[Item<'p>] {
+        match self {
+            Items::One(one) => one,
+            Items::Many(many) => many,
+        }
+    }
+}
+
+/// One enforcing rule as the response fields describe it.
+fn item<'p>(r: &'p PlannedRule, s: &RuleState) -> Item<'p> {
+    Item {
+        name: &r.name,
+        rate: r.rate,
+        remaining: s.remaining,
+        reset_s: headers::ceil_secs(s.reset_ns),
     }
 }
 
@@ -797,6 +821,22 @@ mod tests {
             assert_eq!(Some(&reused), two.plan(&Path(path), ip).as_ref(), "{path}");
         }
         assert_eq!(reused.rules().len(), 2);
+        // Items: the one enforcing rule in place, two in a vector, in rule order either way.
+        let st = |remaining| RuleState {
+            remaining,
+            reset_ns: 1_500_000_000,
+        };
+        let one = two.plan(&Path("/x"), ip).expect("plan");
+        let items = one.items(&[st(3)]);
+        assert!(matches!(items, Items::One(_)));
+        assert_eq!(
+            (items[0].name, items[0].remaining, items[0].reset_s),
+            ("one", 3, 2)
+        );
+        let both = l.plan(&Req("gold"), ip).expect("plan");
+        let items = both.items(&[st(1), st(2)]);
+        let got: Vec<_> = items.iter().map(|i| (i.name, i.remaining)).collect();
+        assert_eq!(got, [("ip", 1), ("all", 2)]);
     }
 
     #[test]
