@@ -245,6 +245,7 @@ impl RootContext for Root {
             replied: false,
             pending: None,
             debug: false,
+            paced: false,
         }))
     }
 
@@ -272,6 +273,8 @@ struct Request {
     pending: Option<Pending>,
     /// The host keeps debug lines (asked once per request): otherwise none is formatted.
     debug: bool,
+    /// Was held in the pacing queue (only then can the queue still hold it when it ends).
+    paced: bool,
 }
 
 impl Request {
@@ -350,6 +353,7 @@ impl Request {
             };
             let pushed = self.shared.queue.borrow_mut().push(held);
             let Err(refused) = pushed else {
+                self.paced = true;
                 for r in plan.local() {
                     self.shared.count(plan, Some(r), "", Out::Delayed);
                 }
@@ -712,7 +716,11 @@ impl Context for Request {
     fn on_done(&mut self) -> bool {
         // The stream ended while paced or while the global service was asked: it never went
         // upstream, so what it was charged is given back.
-        let held = self.shared.queue.borrow_mut().remove(self.id);
+        let held = if self.paced {
+            self.shared.queue.borrow_mut().remove(self.id)
+        } else {
+            None
+        };
         if let Some(charged) = held.or_else(|| self.pending.take().map(|p| p.charged)) {
             self.shared.refund(&charged, time::now_nanos());
             log::debug!(
