@@ -7,6 +7,7 @@
 
 pub mod alloc;
 pub mod config;
+pub mod level;
 pub mod metrics;
 pub mod reply;
 pub mod request;

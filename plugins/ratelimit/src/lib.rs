@@ -24,7 +24,7 @@ use meshward_kit::metrics::{Counter, Counters};
 use meshward_kit::reply::{Kept, Pairs};
 use meshward_kit::request::{peer_address, RequestView};
 use meshward_kit::store::SharedStore;
-use meshward_kit::{config, reply, time};
+use meshward_kit::{config, level, reply, time};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
@@ -461,8 +461,7 @@ impl Request {
         let limiter = &shared.limiter;
         let settings = limiter.settings();
         let now = time::now_nanos();
-        self.debug = proxy_wasm::hostcalls::get_log_level()
-            .is_ok_and(|l| matches!(l, LogLevel::Trace | LogLevel::Debug));
+        self.debug = level::debug_enabled();
         let req = RequestView::new(limiter.header_names());
         // The request id only ever appears in debug lines: it is not read when the host drops
         // them (a paced or global request keeps the empty id for its later lines).
