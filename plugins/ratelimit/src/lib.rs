@@ -500,33 +500,33 @@ impl Request {
             } => {
                 let hit = plan.local().get(rule);
                 let name = hit.map_or("", |r| &*r.name);
-                shared.count(&plan, hit, "", Out::Limited);
+                shared.count(plan, hit, "", Out::Limited);
                 self.log(
                     &rid,
-                    &route,
+                    route,
                     name,
                     "limited",
                     format_args!(" retry_after_ms={}", retry_after_ns / 1_000_000),
                 );
-                self.reject(&plan, hit, "", retry_after_ns, &plan.items(&states));
+                self.reject(plan, hit, "", retry_after_ns, &plan.items(&states));
                 return Action::Pause;
             }
             Outcome::Exhausted { rule, error } => {
                 let hit = plan.local().get(rule);
                 let name = hit.map_or("", |r| &*r.name);
-                shared.count(&plan, hit, "", Out::CasExhausted);
+                shared.count(plan, hit, "", Out::CasExhausted);
                 match error {
                     Some(e) => self.log(
                         &rid,
-                        &route,
+                        route,
                         name,
                         "cas_exhausted",
                         format_args!(" error={e}"),
                     ),
-                    None => self.log(&rid, &route, name, "cas_exhausted", ""),
+                    None => self.log(&rid, route, name, "cas_exhausted", ""),
                 }
                 if settings.shared.on_cas_exhausted == FailureMode::Deny {
-                    self.reject(&plan, hit, "", 1_000_000_000, &[]);
+                    self.reject(plan, hit, "", 1_000_000_000, &[]);
                     return Action::Pause;
                 }
                 (0, PerRule::default())
@@ -572,15 +572,15 @@ impl Request {
                 retries,
             ) {
                 Outcome::Reject { .. } => {
-                    shared.count(&plan, Some(r), "", Out::ShadowLimited);
-                    self.log(&rid, &route, &r.name, "shadow_limited", "");
+                    shared.count(plan, Some(r), "", Out::ShadowLimited);
+                    self.log(&rid, route, &r.name, "shadow_limited", "");
                     if !shadowed.is_empty() {
                         shadowed.push(',');
                     }
                     shadowed.push_str(&r.name);
                 }
-                Outcome::Exhausted { .. } => shared.count(&plan, Some(r), "", Out::CasExhausted),
-                Outcome::Allow { .. } => shared.count(&plan, Some(r), "", Out::Allowed),
+                Outcome::Exhausted { .. } => shared.count(plan, Some(r), "", Out::CasExhausted),
+                Outcome::Allow { .. } => shared.count(plan, Some(r), "", Out::Allowed),
             }
         }
         if !shadowed.is_empty() {
@@ -606,9 +606,9 @@ impl Request {
                 .find_map(|(k, r)| shared.cache.borrow().over(*k, now).map(|left| (left, r)));
             if let Some((left, hit)) = cached {
                 shared.refund(&charged, now);
-                shared.count(&plan, Some(hit), "", Out::Limited);
-                self.log(&rid, &route, &hit.name, "limited", " source=cache");
-                self.reject(&plan, Some(hit), "", left, &[]);
+                shared.count(plan, Some(hit), "", Out::Limited);
+                self.log(&rid, route, &hit.name, "limited", " source=cache");
+                self.reject(plan, Some(hit), "", left, &[]);
                 return Action::Pause;
             }
             let failure = if globals
@@ -689,7 +689,7 @@ impl Request {
                 }
             }
         }
-        self.admit(&plan, charged, delay_ns, &rid)
+        self.admit(plan, charged, delay_ns, &rid)
     }
 }
 
