@@ -71,7 +71,11 @@ pub fn push_u64(out: &mut String, n: u64) {
 
 /// Appends `n` in decimal to a byte buffer (a header value or body being written).
 pub fn put_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(decimal(n, &mut [0; 20]));
+    match u8::try_from(n) {
+        // One digit (`r=0`, `t=1`, ...): no digit buffer and no copy.
+        Ok(d @ 0..=9) => out.push(b'0' + d),
+        _ => out.extend_from_slice(decimal(n, &mut [0; 20])),
+    }
 }
 
 fn sf_string(out: &mut Vec<u8>, s: &str) {
@@ -313,10 +317,13 @@ mod tests {
 
     #[test]
     fn numbers_are_written_as_display_writes_them() {
-        for n in [0, 1, 9, 10, 99, 100, 12_345, 1 << 40, u64::MAX] {
+        for n in [0, 1, 9, 10, 99, 100, 255, 256, 12_345, 1 << 40, u64::MAX] {
             let mut s = String::from("x");
             push_u64(&mut s, n);
             assert_eq!(s, format!("x{n}"));
+            let mut b = b"x".to_vec();
+            put_u64(&mut b, n);
+            assert_eq!(b, format!("x{n}").into_bytes());
         }
     }
 
