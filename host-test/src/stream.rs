@@ -6,6 +6,7 @@
 //! the read-only `StreamView`. Must not know about wasm or VMs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::pairs::Headers;
 
@@ -112,8 +113,9 @@ pub enum Flow {
         /// Chain index.
         plugin: usize,
     },
-    /// A local reply was sent; the request does not go upstream.
-    LocalReply(LocalReply),
+    /// A local reply was sent; the request does not go upstream. Shared with the stream's
+    /// record (no copy of its headers and body per `Flow`; read it through the `Arc`).
+    LocalReply(Arc<LocalReply>),
     /// The stream was reset (proxy_close_stream, or a local reply after the response headers
     /// had gone downstream).
     Reset,
@@ -283,7 +285,7 @@ pub(crate) struct HttpStream {
     pub(crate) props: StreamProps,
     /// `proxy_set_property` values (filter state).
     pub(crate) filter_state: HashMap<Vec<u8>, Vec<u8>>,
-    pub(crate) local_reply: Option<LocalReply>,
+    pub(crate) local_reply: Option<Arc<LocalReply>>,
     /// A local reply is being sent or was sent (a second one is refused).
     pub(crate) local_reply_sent: bool,
     pub(crate) reset: bool,
@@ -360,7 +362,7 @@ impl<'a> StreamView<'a> {
     }
     /// The local reply, if one was sent.
     pub fn local_reply(&self) -> Option<&'a LocalReply> {
-        self.s.local_reply.as_ref()
+        self.s.local_reply.as_deref()
     }
     /// Request headers went past the whole chain (upstream).
     pub fn forwarded_upstream(&self) -> bool {

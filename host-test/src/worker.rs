@@ -706,7 +706,7 @@ impl Worker {
         let crate::stream::Dir { headers, pool, .. } = &mut s.resp;
         local_reply_headers(&reply, grpc_req, headers, pool);
         s.resp.started = true;
-        s.local_reply = Some(reply);
+        s.local_reply = Some(Arc::new(reply));
         if direct {
             // Envoy sendDirectLocalReply: the response had started through the encoder
             // filters, so the reply bypasses them.
@@ -727,7 +727,7 @@ impl Worker {
             let HttpStream {
                 resp, local_reply, ..
             } = s;
-            if let Some(r) = local_reply.as_mut() {
+            if let Some(r) = local_reply.as_mut().map(Arc::make_mut) {
                 r.status = resp
                     .headers
                     .get(":status")
@@ -870,7 +870,7 @@ impl Worker {
             return Flow::Reset;
         }
         if let Some(r) = &s.local_reply {
-            return Flow::LocalReply(r.clone());
+            return Flow::LocalReply(Arc::clone(r));
         }
         let d = if response { &s.resp } else { &s.req };
         match d.stopped_at() {

@@ -92,7 +92,7 @@ fn worker(host: &Host, specs: Vec<PluginSpec>) -> Worker {
 
 fn reply(flow: Flow) -> LocalReply {
     match flow {
-        Flow::LocalReply(r) => r,
+        Flow::LocalReply(r) => LocalReply::clone(&r),
         other => panic!("expected a local reply, got {other:?}"),
     }
 }

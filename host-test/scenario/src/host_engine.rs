@@ -237,7 +237,7 @@ fn step(flow: Flow) -> Step {
         Flow::Paused { .. } => Step::Paused,
         Flow::LocalReply(r) => Step::LocalReply {
             status: u16::try_from(r.status).unwrap_or(0),
-            details: r.details,
+            details: r.details.clone(),
         },
         Flow::Reset => Step::Reset,
     }

@@ -109,9 +109,10 @@ pub(super) fn add(r: &mut Reg) {
                 return Ok(status::BAD_ARGUMENT);
             }
             s.local_reply_sent = true;
-            let mut headers = Headers::new();
-            for (k, v) in pairs {
-                headers.0.push((k.to_ascii_lowercase(), v));
+            // The parsed entries become the reply's, names lower-cased in place.
+            let mut headers = Headers(pairs);
+            for (k, _) in &mut headers.0 {
+                k.make_ascii_lowercase();
             }
             let details: String = String::from_utf8_lossy(details)
                 .chars()
