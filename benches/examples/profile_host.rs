@@ -61,11 +61,7 @@ fn main() {
             let start = Instant::now();
             while more(start, n, 1000) {
                 for _ in 0..1000 {
-                    let id = w.open_http_stream(StreamProps::new());
-                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
-                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
-                    w.complete(id).expect("complete");
-                    w.release(id);
+                    lifecycle(&mut w, StreamProps::new(), REQUEST, RESPONSE);
                 }
                 n += 1000;
                 drop(host.take_logs());
@@ -95,11 +91,12 @@ fn main() {
             let start = Instant::now();
             while more(start, n, peers.len() as u64) {
                 for peer in &peers {
-                    let id = w.open_http_stream(StreamProps::new().source_address(peer));
-                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
-                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
-                    w.complete(id).expect("complete");
-                    w.release(id);
+                    lifecycle(
+                        &mut w,
+                        StreamProps::new().source_address(peer),
+                        REQUEST,
+                        RESPONSE,
+                    );
                 }
                 n += peers.len() as u64;
                 drop(host.take_logs());
@@ -174,11 +171,7 @@ fn main() {
                         host.worker(std::slice::from_ref(&plugin)).expect("w"),
                     )),
                     _ => {
-                        let id = w.open_http_stream(StreamProps::new());
-                        black_box(w.request_headers(id, REQUEST, true).expect("request"));
-                        black_box(w.response_headers(id, RESPONSE, true).expect("response"));
-                        w.complete(id).expect("complete");
-                        w.release(id);
+                        lifecycle(&mut w, StreamProps::new(), REQUEST, RESPONSE);
                     }
                 }
             }
@@ -192,11 +185,7 @@ fn main() {
             for _ in 0..40 {
                 let r = Instant::now();
                 for _ in 0..2000 {
-                    let id = w.open_http_stream(StreamProps::new());
-                    black_box(w.request_headers(id, REQUEST, true).expect("request"));
-                    black_box(w.response_headers(id, RESPONSE, true).expect("response"));
-                    w.complete(id).expect("complete");
-                    w.release(id);
+                    lifecycle(&mut w, StreamProps::new(), REQUEST, RESPONSE);
                 }
                 let h = r.elapsed().as_secs_f64() * 1e9 / 2000.0;
                 let r = Instant::now();
@@ -308,11 +297,7 @@ fn compare(modules: &[(String, Vec<u8>)], secs: f64) {
             t[0].push(r.elapsed().as_nanos() as f64 / 200.0);
             let r = Instant::now();
             for _ in 0..200 {
-                let id = w.open_http_stream(StreamProps::new());
-                black_box(w.request_headers(id, REQUEST, true).expect("request"));
-                black_box(w.response_headers(id, RESPONSE, true).expect("response"));
-                w.complete(id).expect("complete");
-                w.release(id);
+                lifecycle(w, StreamProps::new(), REQUEST, RESPONSE);
             }
             t[1].push(r.elapsed().as_nanos() as f64 / 200.0);
             let r = Instant::now();
@@ -329,25 +314,13 @@ fn compare(modules: &[(String, Vec<u8>)], secs: f64) {
             t[3].push(r.elapsed().as_nanos() as f64 / 5.0);
             let r = Instant::now();
             for _ in 0..200 {
-                let id = w.open_http_stream(StreamProps::new());
-                black_box(w.request_headers(id, &[], true).expect("request"));
-                black_box(w.response_headers(id, &[], true).expect("response"));
-                w.complete(id).expect("complete");
-                w.release(id);
+                lifecycle(w, StreamProps::new(), &[], &[]);
             }
             t[4].push(r.elapsed().as_nanos() as f64 / 200.0);
         }
         let r = Instant::now();
         for _ in 0..200 {
-            let id = empty.open_http_stream(StreamProps::new());
-            black_box(empty.request_headers(id, REQUEST, true).expect("request"));
-            black_box(
-                empty
-                    .response_headers(id, RESPONSE, true)
-                    .expect("response"),
-            );
-            empty.complete(id).expect("complete");
-            empty.release(id);
+            lifecycle(&mut empty, StreamProps::new(), REQUEST, RESPONSE);
         }
         no_plugin.push(r.elapsed().as_nanos() as f64 / 200.0);
         drop(host.take_logs());
@@ -514,4 +487,20 @@ fn floor_config() -> wasmtime::Config {
     } else {
         wasmtime_config().expect("engine config")
     }
+}
+
+/// One request lifecycle as the benchmarks count it: open, request headers, response headers,
+/// complete, release (each result through `black_box`).
+#[inline]
+fn lifecycle(
+    w: &mut Worker,
+    props: StreamProps,
+    request: &[(&str, &str)],
+    response: &[(&str, &str)],
+) {
+    let id = w.open_http_stream(props);
+    black_box(w.request_headers(id, request, true).expect("request"));
+    black_box(w.response_headers(id, response, true).expect("response"));
+    w.complete(id).expect("complete");
+    w.release(id);
 }
