@@ -118,6 +118,7 @@ impl Kept {
             start = *end;
         }
         self.len = 0;
+        self.buf.clear();
     }
 }
 
