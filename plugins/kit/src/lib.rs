@@ -5,9 +5,13 @@
 //! Nothing here panics on what a client or the host sends. [`alloc::CachingAlloc`] is the
 //! global allocator a filter installs for its request path's small blocks.
 
+pub mod abi;
 pub mod alloc;
 pub mod config;
+pub mod filter;
+pub mod ids;
 pub mod level;
+pub mod logger;
 pub mod metrics;
 pub mod reply;
 pub mod request;

@@ -1,0 +1,567 @@
+//! The proxy-wasm ABI v0.2.1 host functions (module `env`) that kit and its filters call, and
+//! safe wrappers over them. Every wrapper returns `Result<_, Status>` for whatever number the
+//! host answers with and never panics (the `proxy-wasm` crate's `hostcalls.rs` panics, i.e.
+//! traps the VM, on a status it does not expect). Byte buffers the host returns were
+//! allocated through the guest's `proxy_on_memory_allocate` ([`allocate`]) and are taken over
+//! as `Vec<u8>` without a copy, as the SDK's wrappers take them.
+//!
+//! Only what is needed is imported: a module's import list is part of its size and of what a
+//! host must provide. Off wasm (kit's unit tests, clippy) the imports are stubs answering
+//! [`Status::UNIMPLEMENTED`], so native builds link. Must not know any filter, policy or
+//! context: statuses, enums and serialization only (reference:
+//! /work/shared/reference/proxy-wasm-abi.md §1.3-1.5).
+
+use std::fmt;
+use std::ptr;
+
+/// A `proxy_status_t`. Any number the host returns is representable (no enum to transmute
+/// into), and only [`Status::OK`] is success.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u32);
+
+impl Status {
+    pub const OK: Status = Status(0);
+    pub const NOT_FOUND: Status = Status(1);
+    pub const BAD_ARGUMENT: Status = Status(2);
+    pub const SERIALIZATION_FAILURE: Status = Status(3);
+    pub const PARSE_FAILURE: Status = Status(4);
+    pub const INVALID_MEMORY_ACCESS: Status = Status(6);
+    pub const EMPTY: Status = Status(7);
+    pub const CAS_MISMATCH: Status = Status(8);
+    pub const INTERNAL_FAILURE: Status = Status(10);
+    pub const UNIMPLEMENTED: Status = Status(12);
+
+    /// The status's name in the ABI, `unknown status` for a number the ABI does not define.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            0 => "Ok",
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            6 => "InvalidMemoryAccess",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            12 => "Unimplemented",
+            _ => "unknown status",
+        }
+    }
+
+    /// `Ok(())` for [`Status::OK`], the status otherwise.
+    fn ok(self) -> Result<(), Status> {
+        if self == Status::OK {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+/// `proxy_buffer_type_t` values used here.
+pub mod buffer {
+    pub const GRPC_RECEIVE: u32 = 5;
+    pub const VM_CONFIGURATION: u32 = 6;
+    pub const PLUGIN_CONFIGURATION: u32 = 7;
+}
+
+/// `proxy_map_type_t` values used here.
+pub mod map {
+    pub const REQUEST_HEADERS: u32 = 0;
+    pub const RESPONSE_HEADERS: u32 = 2;
+}
+
+/// `proxy_stream_type_t`: the request direction of an HTTP stream.
+pub const STREAM_REQUEST: u32 = 0;
+
+/// `proxy_metric_type_t`: a counter.
+pub const METRIC_COUNTER: u32 = 0;
+
+/// `proxy_log_level_t` values.
+pub mod level {
+    pub const TRACE: u32 = 0;
+    pub const DEBUG: u32 = 1;
+    pub const INFO: u32 = 2;
+    pub const WARN: u32 = 3;
+    pub const ERROR: u32 = 4;
+    pub const CRITICAL: u32 = 5;
+}
+
+/// The guest side of the host's buffer allocation (`proxy_on_memory_allocate`): a `Vec<u8>`
+/// buffer of exactly `size` bytes (capacity included), leaked until [`take`] owns it again.
+/// Null when the allocator fails. Like the SDK's `allocator.rs`, which boxes a slice.
+pub fn allocate(size: usize) -> *mut u8 {
+    let mut v: Vec<u8> = Vec::new();
+    if v.try_reserve_exact(size).is_err() {
+        return ptr::null_mut();
+    }
+    // `try_reserve_exact` may round up; a boxed slice has exactly `size` bytes of capacity,
+    // which is what `take` rebuilds (no copy: the capacity already matches, or the shrink
+    // is done by the allocator in place).
+    // SAFETY: u8 needs no initialization to be overwritten by the host; the length is within
+    // the capacity just reserved.
+    unsafe { v.set_len(size) };
+    Box::into_raw(v.into_boxed_slice()).cast::<u8>()
+}
+
+/// Owns the buffer the host returned in `data`/`size` (allocated by [`allocate`]); `None` for
+/// a null pointer (the host had no value to give).
+///
+/// # Safety
+/// `data` must be null or a buffer of exactly `size` bytes from [`allocate`] that nothing else
+/// owns, which is what the ABI promises for every `return_*_data` out-parameter.
+unsafe fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: see the function's contract: allocated as a boxed slice of `size` bytes.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Calls `f` with the two out-parameters of a returned buffer and takes the buffer over.
+/// `Ok(None)` for NotFound and for a null buffer.
+fn returned(f: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Result<Option<Vec<u8>>, Status> {
+    let mut data: *mut u8 = ptr::null_mut();
+    let mut size = 0usize;
+    match Status(f(&mut data, &mut size)) {
+        // SAFETY: the ABI's contract for returned buffers (see `take`).
+        Status::OK => Ok(unsafe { take(data, size) }),
+        Status::NOT_FOUND => Ok(None),
+        s => Err(s),
+    }
+}
+
+/// `proxy_log`: one line at `level` (a `proxy_log_level_t`).
+pub fn log(level: u32, message: &[u8]) -> Result<(), Status> {
+    // SAFETY: the message is live for the call.
+    Status(unsafe { sys::proxy_log(level, message.as_ptr(), message.len()) }).ok()
+}
+
+/// `proxy_get_log_level`: the host's level as its raw number (no enum: a number outside the
+/// ABI's range is the caller's to judge).
+pub fn log_level() -> Result<u32, Status> {
+    let mut level = u32::MAX;
+    // SAFETY: the host writes one u32 to a live local.
+    Status(unsafe { sys::proxy_get_log_level(&mut level) }).ok()?;
+    Ok(level)
+}
+
+/// `proxy_get_current_time_nanoseconds`.
+pub fn now_nanos() -> Result<u64, Status> {
+    let mut t = 0u64;
+    // SAFETY: the host writes one u64 to a live local.
+    Status(unsafe { sys::proxy_get_current_time_nanoseconds(&mut t) }).ok()?;
+    Ok(t)
+}
+
+/// `proxy_set_tick_period_milliseconds` (0 stops the tick).
+pub fn set_tick_period_ms(ms: u32) -> Result<(), Status> {
+    // SAFETY: a plain integer argument.
+    Status(unsafe { sys::proxy_set_tick_period_milliseconds(ms) }).ok()
+}
+
+/// `proxy_get_buffer_bytes`: up to `max` bytes of buffer `kind` from `start`; `None` when the
+/// host has no such buffer now.
+pub fn buffer(kind: u32, start: usize, max: usize) -> Result<Option<Vec<u8>>, Status> {
+    // SAFETY: the out-pointers are live locals of `returned`.
+    returned(|data, size| unsafe { sys::proxy_get_buffer_bytes(kind, start, max, data, size) })
+}
+
+/// `proxy_get_header_map_value`: the (first) value of `key` in map `map`, `None` when absent.
+pub fn header(map: u32, key: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    // SAFETY: `key` and the out-pointers are live for the call.
+    returned(|data, size| unsafe {
+        sys::proxy_get_header_map_value(map, key.as_ptr(), key.len(), data, size)
+    })
+}
+
+/// `proxy_add_header_map_value`: appends a value of `key` (Envoy appends, never replaces).
+pub fn add_header(map: u32, key: &[u8], value: &[u8]) -> Result<(), Status> {
+    // SAFETY: both buffers are live for the call.
+    Status(unsafe {
+        sys::proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
+    .ok()
+}
+
+/// `proxy_replace_header_map_value`: sets `key` to `value`, adding it when missing.
+pub fn replace_header(map: u32, key: &[u8], value: &[u8]) -> Result<(), Status> {
+    // SAFETY: both buffers are live for the call.
+    Status(unsafe {
+        sys::proxy_replace_header_map_value(
+            map,
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+    .ok()
+}
+
+/// `proxy_get_property` with a path already serialized (segments joined by NUL).
+pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    // SAFETY: `path` and the out-pointers are live for the call.
+    returned(|data, size| unsafe { sys::proxy_get_property(path.as_ptr(), path.len(), data, size) })
+}
+
+/// `proxy_get_shared_data`: the value and cas of `key`, `None` when the key is missing
+/// (NotFound, or no value). The cas is the host's number (0: it gave none).
+pub fn shared_data(key: &[u8]) -> Result<Option<(Vec<u8>, u32)>, Status> {
+    let mut cas = 0u32;
+    let value = returned(|data, size| {
+        // SAFETY: `key` and the out-pointers are live for the call.
+        unsafe { sys::proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut cas) }
+    })?;
+    Ok(value.map(|v| (v, cas)))
+}
+
+/// `proxy_set_shared_data`: sets `key` to `value` if its cas is still `cas` (0: whatever it
+/// is). A cas mismatch is `Err(Status::CAS_MISMATCH)`.
+pub fn set_shared_data(key: &[u8], value: &[u8], cas: u32) -> Result<(), Status> {
+    // SAFETY: both buffers are live for the call.
+    Status(unsafe {
+        sys::proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+    .ok()
+}
+
+/// `proxy_define_metric`: the id of metric `name` of type `kind`.
+pub fn define_metric(kind: u32, name: &[u8]) -> Result<u32, Status> {
+    let mut id = 0u32;
+    // SAFETY: `name` and the out-pointer are live for the call.
+    Status(unsafe { sys::proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) }).ok()?;
+    Ok(id)
+}
+
+/// `proxy_increment_metric`.
+pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
+    // SAFETY: plain integer arguments.
+    Status(unsafe { sys::proxy_increment_metric(id, by) }).ok()
+}
+
+/// `proxy_send_local_response` on the current context: `headers` serialized as a map (§1.5),
+/// no gRPC status (-1).
+pub fn send_local_response(
+    status: u32,
+    details: &[u8],
+    body: &[u8],
+    headers: &[u8],
+) -> Result<(), Status> {
+    // SAFETY: every pointer/length pair describes a live buffer for the call's duration.
+    Status(unsafe {
+        sys::proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+    .ok()
+}
+
+/// `proxy_set_effective_context`: later calls act on stream `context_id`.
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    // SAFETY: a plain integer argument.
+    Status(unsafe { sys::proxy_set_effective_context(context_id) }).ok()
+}
+
+/// `proxy_continue_stream` for `stream` (a `proxy_stream_type_t`) of the current context.
+pub fn continue_stream(stream: u32) -> Result<(), Status> {
+    // SAFETY: a plain integer argument.
+    Status(unsafe { sys::proxy_continue_stream(stream) }).ok()
+}
+
+/// `proxy_grpc_call`: a unary call to `service`/`method` on cluster `upstream` with the
+/// serialized `initial_metadata` map; the call's token.
+pub fn grpc_call(
+    upstream: &[u8],
+    service: &[u8],
+    method: &[u8],
+    initial_metadata: &[u8],
+    message: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let mut token = 0u32;
+    // SAFETY: every pointer/length pair describes a live buffer, the out-pointer a local.
+    Status(unsafe {
+        sys::proxy_grpc_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            initial_metadata.as_ptr(),
+            initial_metadata.len(),
+            message.as_ptr(),
+            message.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })
+    .ok()?;
+    Ok(token)
+}
+
+/// The imports, as the host provides them.
+#[cfg(target_arch = "wasm32")]
+mod sys {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+        pub fn proxy_get_log_level(return_level: *mut u32) -> u32;
+        pub fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+        pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            max_size: usize,
+            return_data: *mut *mut u8,
+            return_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_add_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+        pub fn proxy_define_metric(
+            metric_type: u32,
+            name_data: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            details_data: *const u8,
+            details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_set_effective_context(context_id: u32) -> u32;
+        pub fn proxy_continue_stream(stream_type: u32) -> u32;
+        pub fn proxy_grpc_call(
+            upstream_data: *const u8,
+            upstream_size: usize,
+            service_data: *const u8,
+            service_size: usize,
+            method_data: *const u8,
+            method_size: usize,
+            initial_metadata_data: *const u8,
+            initial_metadata_size: usize,
+            message_data: *const u8,
+            message_size: usize,
+            timeout_ms: u32,
+            return_token: *mut u32,
+        ) -> u32;
+    }
+}
+
+/// Off wasm there is no host: every call answers Unimplemented (12) and writes nothing.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
+mod sys {
+    const UNIMPLEMENTED: u32 = 12;
+    pub unsafe fn proxy_log(_: u32, _: *const u8, _: usize) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_get_log_level(_: *mut u32) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_get_current_time_nanoseconds(_: *mut u64) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_set_tick_period_milliseconds(_: u32) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_get_buffer_bytes(
+        _: u32,
+        _: usize,
+        _: usize,
+        _: *mut *mut u8,
+        _: *mut usize,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_get_header_map_value(
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *mut *mut u8,
+        _: *mut usize,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_add_header_map_value(
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_replace_header_map_value(
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_get_property(
+        _: *const u8,
+        _: usize,
+        _: *mut *mut u8,
+        _: *mut usize,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_get_shared_data(
+        _: *const u8,
+        _: usize,
+        _: *mut *mut u8,
+        _: *mut usize,
+        _: *mut u32,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_set_shared_data(
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: u32,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_define_metric(_: u32, _: *const u8, _: usize, _: *mut u32) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_increment_metric(_: u32, _: i64) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_send_local_response(
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: i32,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_set_effective_context(_: u32) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_continue_stream(_: u32) -> u32 {
+        UNIMPLEMENTED
+    }
+    pub unsafe fn proxy_grpc_call(
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: u32,
+        _: *mut u32,
+    ) -> u32 {
+        UNIMPLEMENTED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_allocated_buffer_is_taken_back_whole() {
+        for size in [0usize, 1, 7, 100, 4096] {
+            let p = allocate(size);
+            assert!(!p.is_null());
+            // SAFETY: `allocate` gave `size` bytes; they are written, then owned again.
+            let v = unsafe {
+                p.write_bytes(0x5a, size);
+                take(p, size).expect("non-null")
+            };
+            assert_eq!(v.len(), size);
+            assert_eq!(v.capacity(), size);
+            assert!(v.iter().all(|&b| b == 0x5a));
+        }
+        // SAFETY: null is "no value".
+        assert!(unsafe { take(ptr::null_mut(), 5) }.is_none());
+    }
+
+    #[test]
+    fn statuses_are_results_and_never_panics() {
+        assert_eq!(Status::OK.ok(), Ok(()));
+        assert_eq!(Status(99).ok(), Err(Status(99)));
+        assert_eq!(format!("{:?}", Status(8)), "CasMismatch(8)");
+        assert_eq!(Status(99).name(), "unknown status");
+        // Without a host every call is a defined error.
+        assert_eq!(log_level(), Err(Status::UNIMPLEMENTED));
+        assert_eq!(
+            header(map::REQUEST_HEADERS, b"x"),
+            Err(Status::UNIMPLEMENTED)
+        );
+        assert_eq!(shared_data(b"k"), Err(Status::UNIMPLEMENTED));
+    }
+}

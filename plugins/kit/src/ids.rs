@@ -1,0 +1,213 @@
+//! A small map from host-given `u32` ids (context ids, call tokens) to values: open
+//! addressing with linear probing over a power-of-two table, Fibonacci hashing (ids are
+//! mostly consecutive), deletion by backward shift (no tombstones), and the slot of the last
+//! hit remembered, since one stream's callbacks arrive in a row. Replaces the SDK
+//! dispatcher's `hashbrown` maps (`proxy-wasm` 0.2.5 `dispatcher.rs`) with a few hundred
+//! bytes of code and no hashing of a hash map's seed. Grows at 3/4 load and never shrinks:
+//! its memory is bounded by the most ids live at once. Must not know what the ids mean.
+
+/// Ids to `V`s.
+#[derive(Debug)]
+pub struct IdMap<V> {
+    slots: Vec<Option<(u32, V)>>,
+    len: usize,
+    /// The slot of the last id found or inserted (a hint, checked before use).
+    last: usize,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The smallest table.
+const MIN_SLOTS: usize = 16;
+
+impl<V> IdMap<V> {
+    /// Empty (allocates on the first insert).
+    pub const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            len: 0,
+            last: 0,
+        }
+    }
+
+    /// Ids held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where `id` would sit in an empty table: the top bits of its Fibonacci hash.
+    fn home(&self, id: u32) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        // A table has at least 16 slots, so the shift is below 32.
+        (id.wrapping_mul(0x9E37_79B9) >> (32 - bits).min(31)) as usize
+    }
+
+    /// The slot holding `id`.
+    fn find(&self, id: u32) -> Option<usize> {
+        if let Some(Some((k, _))) = self.slots.get(self.last) {
+            if *k == id {
+                return Some(self.last);
+            }
+        }
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = self.home(id);
+        // Bounded: the table is never full (3/4 load at most).
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i)? {
+                Some((k, _)) if *k == id => return Some(i),
+                Some(_) => i = (i + 1) & mask,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// The value of `id`.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut V> {
+        let i = self.find(id)?;
+        self.last = i;
+        self.slots.get_mut(i)?.as_mut().map(|(_, v)| v)
+    }
+
+    /// Sets `id` to `value`; the value it replaces, if any.
+    pub fn insert(&mut self, id: u32, value: V) -> Option<V> {
+        if let Some(i) = self.find(id) {
+            self.last = i;
+            let slot = self.slots.get_mut(i)?.as_mut()?;
+            return Some(std::mem::replace(&mut slot.1, value));
+        }
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        for _ in 0..self.slots.len() {
+            match self.slots.get_mut(i) {
+                Some(slot @ None) => {
+                    *slot = Some((id, value));
+                    self.len += 1;
+                    self.last = i;
+                    return None;
+                }
+                Some(Some(_)) => i = (i + 1) & mask,
+                None => break,
+            }
+        }
+        // Unreachable (the table always has a free slot); the value is dropped, not stored.
+        None
+    }
+
+    /// Removes `id`; its value, if it was there.
+    pub fn remove(&mut self, id: u32) -> Option<V> {
+        let mut hole = self.find(id)?;
+        let (_, value) = self.slots.get_mut(hole)?.take()?;
+        self.len -= 1;
+        let mask = self.slots.len() - 1;
+        // Backward shift: move up every later entry of the run that may sit in the hole.
+        let mut j = (hole + 1) & mask;
+        while let Some(Some((k, _))) = self.slots.get(j) {
+            let home = self.home(*k);
+            // The entry at j may move to the hole when its home is not cyclically in
+            // (hole, j].
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                let moved = self.slots.get_mut(j).and_then(Option::take);
+                if let Some(slot) = self.slots.get_mut(hole) {
+                    *slot = moved;
+                }
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        Some(value)
+    }
+
+    /// Doubles the table (16 slots the first time) and re-places every entry.
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(MIN_SLOTS);
+        let mut old = std::mem::take(&mut self.slots);
+        self.slots.reserve_exact(size);
+        self.slots.resize_with(size, || None);
+        self.len = 0;
+        for (id, v) in old.drain(..).flatten() {
+            let _ = self.insert(id, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_found_replaced_and_removed() {
+        let mut m = IdMap::new();
+        assert_eq!(m.get_mut(1), None);
+        assert_eq!(m.remove(1), None);
+        for id in 1..=1000u32 {
+            assert_eq!(m.insert(id, id * 10), None);
+        }
+        assert_eq!(m.len(), 1000);
+        assert_eq!(m.insert(7, 70_000), Some(70));
+        for id in (2..=1000u32).step_by(2) {
+            assert_eq!(m.remove(id), Some(if id == 7 { 70_000 } else { id * 10 }));
+        }
+        assert_eq!(m.len(), 500);
+        for id in 1..=1000u32 {
+            let want = (id % 2 == 1).then_some(if id == 7 { 70_000 } else { id * 10 });
+            assert_eq!(m.get_mut(id).copied(), want, "{id}");
+        }
+        assert_eq!(m.insert(0, 5), None, "id 0 is an ordinary key");
+        assert_eq!(m.get_mut(0).copied(), Some(5));
+    }
+
+    #[test]
+    fn colliding_ids_survive_removals_anywhere_in_their_run() {
+        // Ids that share a home slot in a 16-slot table, removed in every order.
+        let mut same_home = Vec::new();
+        let probe: IdMap<u32> = IdMap {
+            slots: (0..16).map(|_| None).collect(),
+            len: 0,
+            last: 0,
+        };
+        let mut id = 1u32;
+        while same_home.len() < 5 {
+            if probe.home(id) == 15 {
+                same_home.push(id);
+            }
+            id += 1;
+        }
+        for skip in 0..same_home.len() {
+            let mut m = IdMap::new();
+            for &id in &same_home {
+                m.insert(id, id);
+            }
+            m.remove(same_home[skip]);
+            for (i, &id) in same_home.iter().enumerate() {
+                let want = (i != skip).then_some(id);
+                assert_eq!(m.get_mut(id).copied(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_stays_small_for_few_live_ids() {
+        let mut m = IdMap::new();
+        for id in 1..=100_000u32 {
+            m.insert(id, ());
+            if id > 8 {
+                m.remove(id - 8);
+            }
+        }
+        assert_eq!(m.len(), 8);
+        assert_eq!(m.slots.len(), MIN_SLOTS);
+    }
+}
