@@ -8,7 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::units::UnitError;
+use super::text;
+use super::units::{invalid, parse_u64, split_at_byte, UnitError};
 
 /// An address block. The stored address has its host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,27 +76,36 @@ impl FromStr for Cidr {
     type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| UnitError(format!("invalid CIDR `{s}`: {why}"));
-        let (a, p) = match s.trim().split_once('/') {
+        let bad = |why: &[&str]| invalid("CIDR", s, why);
+        let (a, p) = match split_at_byte(s.trim(), b'/') {
             Some((a, p)) => (a, Some(p)),
             None => (s.trim(), None),
         };
-        let addr: IpAddr = a.parse().map_err(|_| bad("not an IPv4 or IPv6 address"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| bad(&["not an IPv4 or IPv6 address"]))?;
         let addr = canonical(addr);
-        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let (width, range) = if addr.is_ipv4() {
+            (32, "prefix must be 0..=32")
+        } else {
+            (128, "prefix must be 0..=128")
+        };
         let prefix = match p {
             None => width,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
+            Some(p) => parse_u64(p)
+                .and_then(|p| u8::try_from(p).ok())
                 .filter(|p| *p <= width)
-                .ok_or_else(|| bad(&format!("prefix must be 0..={width}")))?,
+                .ok_or_else(|| bad(&[range]))?,
         };
         let net = mask(addr, prefix);
         if net != addr {
-            return Err(bad(&format!(
-                "host bits are set; did you mean `{net}/{prefix}`?"
-            )));
+            return Err(bad(&[
+                "host bits are set; did you mean `",
+                &net.to_string(),
+                "/",
+                &text::number(prefix.into()),
+                "`?",
+            ]));
         }
         Ok(Self { addr, prefix })
     }

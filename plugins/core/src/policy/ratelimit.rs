@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cidr::Cidr;
 use super::map::Map;
-use super::units::{Duration, Rate, UnitError};
+use super::units::{invalid, split_at_byte, Duration, Rate, UnitError};
 
 /// Rate limits of one route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,22 +116,21 @@ pub enum KeyPart {
 impl FromStr for KeyPart {
     type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            UnitError(format!(
-                "invalid key `{s}`: expected `client-ip`, `route`, `header:<name>` or `claim:<name>`"
-            ))
-        };
         match s {
             "client-ip" => Ok(KeyPart::ClientIp),
             "route" => Ok(KeyPart::Route),
-            _ => match s.split_once(':') {
+            _ => match split_at_byte(s, b':') {
                 Some(("header", n)) if is_header_name(n) => {
                     Ok(KeyPart::Header(n.to_ascii_lowercase()))
                 }
                 Some(("claim", n)) if !n.is_empty() && !n.contains(char::is_whitespace) => {
                     Ok(KeyPart::Claim(n.to_string()))
                 }
-                _ => Err(bad()),
+                _ => Err(invalid(
+                    "key",
+                    s,
+                    &["expected `client-ip`, `route`, `header:<name>` or `claim:<name>`"],
+                )),
             },
         }
     }

@@ -255,14 +255,16 @@ fn elements(
     Ok(())
 }
 
-/// A string turned into `T` by `TryFrom<String>` (serde's `try_from = "String"`): a
-/// conversion error is the message, at the field's path.
-pub(super) fn try_from_string<T>(at: At<'_, '_>) -> Result<T, DeError>
+/// A string turned into `T` by its `FromStr` (what serde's `try_from = "String"` ends in,
+/// without the owned copy): a refusal is the message, at the field's path.
+pub(super) fn from_text<T>(at: At<'_, '_>) -> Result<T, DeError>
 where
-    T: TryFrom<String, Error = UnitError>,
+    T: std::str::FromStr<Err = UnitError>,
 {
-    let s = String::from_node(at)?;
-    T::try_from(s).map_err(|e| DeError::new(e.0))
+    match at.value {
+        Node::Str(s) => T::from_str(s).map_err(|e| DeError::new(e.0)),
+        _ => at.wrong("a string"),
+    }
 }
 
 /// A type only serde reads (the renderer-only `deployment:` section).

@@ -11,7 +11,7 @@ use super::ratelimit::{
     default_true, default_v4_mask, default_v6_mask,
 };
 use super::read::{
-    fields, newtype, read_into, required, try_from_string, unit_variant, variant, FromNode,
+    fields, from_text, newtype, read_into, required, unit_variant, variant, FromNode,
 };
 use super::text::concat;
 use super::{
@@ -236,25 +236,25 @@ read_struct!(GlobalSettings, "struct GlobalSettings", {
 
 impl FromNode for Duration {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
-        try_from_string(at)
+        from_text(at)
     }
 }
 
 impl FromNode for Rate {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
-        try_from_string(at)
+        from_text(at)
     }
 }
 
 impl FromNode for Cidr {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
-        try_from_string(at)
+        from_text(at)
     }
 }
 
 impl FromNode for KeyPart {
     fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
-        try_from_string(at)
+        from_text(at)
     }
 }
 

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::text::concat;
+
 const NS_PER_US: u64 = 1_000;
 const NS_PER_MS: u64 = 1_000_000;
 const NS_PER_S: u64 = 1_000_000_000;
@@ -61,17 +63,69 @@ impl Duration {
     }
 }
 
+/// Unit names and their length in nanoseconds. A table walked by one loop instead of a
+/// `match` on strings (a comparison chain per name) keeps the filters' Wasm smaller.
+const UNITS: &[(&str, u64)] = &[
+    ("ns", 1),
+    ("us", NS_PER_US),
+    ("µs", NS_PER_US),
+    ("ms", NS_PER_MS),
+    ("s", NS_PER_S),
+    ("sec", NS_PER_S),
+    ("second", NS_PER_S),
+    ("seconds", NS_PER_S),
+    ("m", NS_PER_MIN),
+    ("min", NS_PER_MIN),
+    ("minute", NS_PER_MIN),
+    ("minutes", NS_PER_MIN),
+    ("h", NS_PER_H),
+    ("hour", NS_PER_H),
+    ("hours", NS_PER_H),
+    ("d", NS_PER_D),
+    ("day", NS_PER_D),
+    ("days", NS_PER_D),
+];
+
 fn unit_nanos(unit: &str) -> Option<u64> {
-    Some(match unit {
-        "ns" => 1,
-        "us" | "µs" => NS_PER_US,
-        "ms" => NS_PER_MS,
-        "s" | "sec" | "second" | "seconds" => NS_PER_S,
-        "m" | "min" | "minute" | "minutes" => NS_PER_MIN,
-        "h" | "hour" | "hours" => NS_PER_H,
-        "d" | "day" | "days" => NS_PER_D,
-        _ => return None,
-    })
+    UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, ns)| *ns)
+}
+
+/// `s` as an unsigned integer, as `u64::from_str` reads it (one optional `+`, then ASCII
+/// digits; `None` when empty, anything else or too large). (One loop instead of core's
+/// generic integer parser.)
+pub(super) fn parse_u64(s: &str) -> Option<u64> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// `s` split around the first `sep` (an ASCII byte), without it. (Not `split_once(char)`,
+/// whose searcher and `memchr` nothing else in the filters needs.)
+pub(super) fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// `invalid {what} `{s}`: {why...}`: every refusal of a unit, key or CIDR string, built by
+/// one function from pieces.
+pub(super) fn invalid(what: &str, s: &str, why: &[&str]) -> UnitError {
+    let mut m = concat(&["invalid ", what, " `", s, "`: "]);
+    for part in why {
+        m.push_str(part);
+    }
+    UnitError(m)
 }
 
 /// The leading ASCII digits of `s` and the rest. (`split_at_checked`: the index is always a
@@ -89,24 +143,18 @@ impl FromStr for Duration {
     type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &[&str]| invalid("duration", s, why);
         let t = s.trim();
         let (num, unit) = split_number(t);
         if num.is_empty() || unit.is_empty() {
-            return Err(UnitError(format!(
-                "invalid duration `{s}`: expected an integer and a unit, e.g. `250ms`, `60s`, `5m`"
-            )));
+            return Err(bad(&[
+                "expected an integer and a unit, e.g. `250ms`, `60s`, `5m`",
+            ]));
         }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| UnitError(format!("invalid duration `{s}`: number too large")))?;
-        let per = unit_nanos(unit).ok_or_else(|| {
-            UnitError(format!(
-                "invalid duration `{s}`: unknown unit `{unit}` (use ns, us, ms, s, m, h, d)"
-            ))
-        })?;
-        let nanos = n
-            .checked_mul(per)
-            .ok_or_else(|| UnitError(format!("invalid duration `{s}`: too large")))?;
+        let n = parse_u64(num).ok_or_else(|| bad(&["number too large"]))?;
+        let per = unit_nanos(unit)
+            .ok_or_else(|| bad(&["unknown unit `", unit, "` (use ns, us, ms, s, m, h, d)"]))?;
+        let nanos = n.checked_mul(per).ok_or_else(|| bad(&["too large"]))?;
         Ok(Self { nanos })
     }
 }
@@ -200,24 +248,27 @@ impl FromStr for Rate {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| {
-            UnitError(format!(
-                "invalid rate `{s}`: {why} (expected e.g. `100/s`, `6000/min`, `10/h`, `500/10s`)"
-            ))
+            invalid(
+                "rate",
+                s,
+                &[
+                    why,
+                    " (expected e.g. `100/s`, `6000/min`, `10/h`, `500/10s`)",
+                ],
+            )
         };
-        let (count, per) = s.trim().split_once('/').ok_or_else(|| bad("missing `/`"))?;
-        let count: u64 = count
-            .trim()
-            .parse()
-            .map_err(|_| bad("the count must be a whole number"))?;
+        let (count, per) = split_at_byte(s.trim(), b'/').ok_or_else(|| bad("missing `/`"))?;
+        let count =
+            parse_u64(count.trim()).ok_or_else(|| bad("the count must be a whole number"))?;
         if count == 0 {
             return Err(bad("the count must be greater than zero"));
         }
         let per = per.trim();
         let (mult, unit) = split_number(per);
-        let mult: u64 = if mult.is_empty() {
+        let mult = if mult.is_empty() {
             1
         } else {
-            mult.parse().map_err(|_| bad("period too large"))?
+            parse_u64(mult).ok_or_else(|| bad("period too large"))?
         };
         let unit_ns = unit_nanos(unit).ok_or_else(|| bad("unknown period unit"))?;
         let period_nanos = mult

@@ -44,3 +44,26 @@ fn durations_parse() {
     assert!("ms".parse::<Duration>().is_err());
     assert!("2weeks".parse::<Duration>().is_err());
 }
+
+#[test]
+fn parse_u64_reads_what_u64_from_str_reads() {
+    for s in [
+        "",
+        "+",
+        "0",
+        "+7",
+        "007",
+        "-1",
+        " 1",
+        "1 ",
+        "18446744073709551615",
+        "18446744073709551616",
+        "1x",
+        "++1",
+        "٣",
+    ] {
+        assert_eq!(parse_u64(s), s.parse::<u64>().ok(), "{s:?}");
+    }
+    assert_eq!(split_at_byte("a/b/c", b'/'), Some(("a", "b/c")));
+    assert_eq!(split_at_byte("abc", b'/'), None);
+}
