@@ -36,6 +36,14 @@ struct Problem {
     message: String,
 }
 
+/// What a reader found where it expected something else.
+pub(super) enum Found<'a> {
+    /// A value of the tree (`integer `7``, `string "x"`, `map`).
+    Value(&'a Node),
+    /// serde's words for a shape that is no value (`unit variant`).
+    Shape(&'static str),
+}
+
 impl DeError {
     /// An error saying `message`, without a path yet.
     pub(crate) fn new(message: String) -> Self {
@@ -69,7 +77,8 @@ impl DeError {
     }
 
     /// serde's `invalid type: {unexp}, expected {exp}` (`what` = `invalid type`) and
-    /// `invalid value: ...` (`invalid value`), except that a float is not printed.
+    /// `invalid value: ...` (`invalid value`), except that a float is not printed. (The
+    /// serde path, tests and the renderer; the readers use [`DeError::found`].)
     pub(super) fn mismatch(what: &str, unexp: Unexpected<'_>, exp: &str) -> Self {
         let number;
         let mut utf8 = [0; 4];
@@ -102,6 +111,40 @@ impl DeError {
             Unexpected::StructVariant => ("struct variant", "", ""),
             Unexpected::Other(o) => (o, "", ""),
         };
+        Self::words(what, before, value, after, exp)
+    }
+
+    /// [`DeError::mismatch`]'s message for what the readers meet: a value of the tree, or
+    /// one of serde's words for a shape (`map`, `unit variant`). Only the cases a tree can
+    /// hold, so the filters do not carry the rest of serde's `Unexpected`.
+    pub(super) fn found(what: &str, found: Found<'_>, exp: &str) -> Self {
+        let number;
+        let (before, value, after) = match found {
+            Found::Shape(words) => (words, "", ""),
+            Found::Value(node) => match node {
+                Node::Null => ("null", "", ""),
+                Node::Bool(true) => ("boolean `true`", "", ""),
+                Node::Bool(false) => ("boolean `false`", "", ""),
+                Node::Unsigned(n) => {
+                    number = text::number(*n);
+                    ("integer `", number.as_str(), "`")
+                }
+                Node::Signed(n) => {
+                    number = text::number(n.unsigned_abs());
+                    let sign = if *n < 0 { "integer `-" } else { "integer `" };
+                    (sign, number.as_str(), "`")
+                }
+                Node::Float(_) => ("floating point number", "", ""),
+                Node::Str(s) => ("string \"", s.as_str(), "\""),
+                Node::Seq(_) => ("sequence", "", ""),
+                Node::Map(_) => ("map", "", ""),
+            },
+        };
+        Self::words(what, before, value, after, exp)
+    }
+
+    /// `{what}: {before}{value}{after}, expected {exp}`.
+    fn words(what: &str, before: &str, value: &str, after: &str, exp: &str) -> Self {
         DeError::new(text::concat(&[
             what,
             ": ",
@@ -265,7 +308,11 @@ impl At<'_, '_> {
 
     /// `invalid type: <what this is>, expected {exp}`.
     pub(super) fn wrong<T>(&self, exp: &str) -> Result<T, DeError> {
-        Err(DeError::mismatch("invalid type", self.unexpected(), exp))
+        Err(DeError::found(
+            "invalid type",
+            Found::Value(self.value),
+            exp,
+        ))
     }
 
     /// [`At::wrong`] for a serde visitor.

@@ -155,3 +155,38 @@ fn built_messages_are_serdes_words() {
         );
     }
 }
+
+/// The readers' words for a value of the tree are `DeError::mismatch`'s for the same value.
+#[test]
+fn found_says_what_mismatch_says() {
+    use super::{Found, Node};
+    use serde::de::Unexpected;
+    let cases = [
+        (Node::Null, Unexpected::Unit),
+        (Node::Bool(true), Unexpected::Bool(true)),
+        (Node::Bool(false), Unexpected::Bool(false)),
+        (Node::Unsigned(u64::MAX), Unexpected::Unsigned(u64::MAX)),
+        (Node::Signed(i64::MIN), Unexpected::Signed(i64::MIN)),
+        (Node::Signed(3), Unexpected::Signed(3)),
+        (Node::Float(0.5), Unexpected::Float(0.5)),
+        (Node::Str("a b".into()), Unexpected::Str("a b")),
+        (Node::Seq(vec![]), Unexpected::Seq),
+        (Node::Map(vec![]), Unexpected::Map),
+    ];
+    for (node, unexp) in &cases {
+        assert_eq!(
+            DeError::found("invalid type", Found::Value(node), "u8").message(),
+            DeError::mismatch("invalid type", *unexp, "u8").message()
+        );
+    }
+    for (shape, unexp) in [
+        ("map", Unexpected::Map),
+        ("unit variant", Unexpected::UnitVariant),
+        ("newtype variant", Unexpected::NewtypeVariant),
+    ] {
+        assert_eq!(
+            DeError::found("invalid value", Found::Shape(shape), "x").message(),
+            DeError::mismatch("invalid value", unexp, "x").message()
+        );
+    }
+}

@@ -10,9 +10,7 @@
 //! `invalid type: ..., expected struct Rule`, ...). Knows the shape of a tree and serde's
 //! wording, not the policy's types (those are in `read_types.rs`).
 
-use serde::de::Unexpected;
-
-use super::de::{At, Chain, DeError, Node};
+use super::de::{At, Chain, DeError, Found, Node};
 use super::text::concat;
 use super::units::UnitError;
 
@@ -104,9 +102,9 @@ pub(super) fn variant<'v>(
             None => return at.wrong(expecting),
         },
         Node::Map(_) => {
-            return Err(DeError::mismatch(
+            return Err(DeError::found(
                 "invalid value",
-                Unexpected::Map,
+                Found::Shape("map"),
                 "a map with a single key",
             ))
         }
@@ -127,9 +125,9 @@ pub(super) fn unit_variant(
     let (i, value) = variant(at, expecting, names)?;
     match value {
         None | Some(Node::Null) => Ok(i),
-        Some(_) => Err(DeError::mismatch(
+        Some(_) => Err(DeError::found(
             "invalid type",
-            Unexpected::NewtypeVariant,
+            Found::Shape("newtype variant"),
             "unit variant",
         )),
     }
@@ -143,9 +141,9 @@ pub(super) fn newtype<T: FromNode>(
     value: Option<&Node>,
 ) -> Result<T, DeError> {
     let (Some(value), Some(name)) = (value, names.get(i)) else {
-        return Err(DeError::mismatch(
+        return Err(DeError::found(
             "invalid type",
-            Unexpected::UnitVariant,
+            Found::Shape("unit variant"),
             "newtype variant",
         ));
     };
@@ -155,28 +153,17 @@ pub(super) fn newtype<T: FromNode>(
 
 /// An unsigned integer no larger than `max`; `expecting` is the type's name (`u32`).
 fn unsigned(at: At<'_, '_>, max: u64, expecting: &str) -> Result<u64, DeError> {
-    match *at.value {
-        Node::Unsigned(u) if u <= max => Ok(u),
-        Node::Unsigned(u) => Err(DeError::mismatch(
-            "invalid value",
-            Unexpected::Unsigned(u),
-            expecting,
-        )),
+    let what = match *at.value {
+        Node::Unsigned(u) if u <= max => return Ok(u),
         Node::Signed(i) => match u64::try_from(i) {
-            Ok(u) if u <= max => Ok(u),
-            _ => Err(DeError::mismatch(
-                "invalid value",
-                Unexpected::Signed(i),
-                expecting,
-            )),
+            Ok(u) if u <= max => return Ok(u),
+            _ => "invalid value",
         },
-        Node::Float(f) => Err(DeError::mismatch(
-            "invalid type",
-            Unexpected::Float(f),
-            expecting,
-        )),
-        _ => at.wrong(expecting),
-    }
+        Node::Unsigned(_) => "invalid value",
+        Node::Float(_) => "invalid type",
+        _ => return at.wrong(expecting),
+    };
+    Err(DeError::found(what, Found::Value(at.value), expecting))
 }
 
 impl FromNode for u8 {
