@@ -211,7 +211,7 @@ impl Parser<'_> {
             if entries.iter().any(|(k, _)| *k == key) {
                 // serde_json places a visitor's error after the whitespace that follows.
                 self.ws();
-                return Err(self.err(&format!("duplicate key `{key}`")));
+                return Err(self.err(&super::text::concat(&["duplicate key `", &key, "`"])));
             }
             match self.ws() {
                 Some(b':') => self.i += 1,

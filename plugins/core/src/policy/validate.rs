@@ -387,7 +387,15 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
             other => out.at(
                 at,
                 ".tiers.from",
-                format!("`{other}` cannot name a tier; use `header:<name>` or `claim:<name>`"),
+                concat(&[
+                    "`",
+                    if *other == KeyPart::Route {
+                        "route"
+                    } else {
+                        "client-ip"
+                    },
+                    "` cannot name a tier; use `header:<name>` or `claim:<name>`",
+                ]),
             ),
         }
         if t.names.is_empty() {
