@@ -63,34 +63,17 @@ impl Duration {
     }
 }
 
-/// Unit names and their length in nanoseconds. A table walked by one loop instead of a
-/// `match` on strings (a comparison chain per name) keeps the filters' Wasm smaller.
-const UNITS: &[(&str, u64)] = &[
-    ("ns", 1),
-    ("us", NS_PER_US),
-    ("µs", NS_PER_US),
-    ("ms", NS_PER_MS),
-    ("s", NS_PER_S),
-    ("sec", NS_PER_S),
-    ("second", NS_PER_S),
-    ("seconds", NS_PER_S),
-    ("m", NS_PER_MIN),
-    ("min", NS_PER_MIN),
-    ("minute", NS_PER_MIN),
-    ("minutes", NS_PER_MIN),
-    ("h", NS_PER_H),
-    ("hour", NS_PER_H),
-    ("hours", NS_PER_H),
-    ("d", NS_PER_D),
-    ("day", NS_PER_D),
-    ("days", NS_PER_D),
-];
-
 fn unit_nanos(unit: &str) -> Option<u64> {
-    UNITS
-        .iter()
-        .find(|(name, _)| *name == unit)
-        .map(|(_, ns)| *ns)
+    Some(match unit {
+        "ns" => 1,
+        "us" | "µs" => NS_PER_US,
+        "ms" => NS_PER_MS,
+        "s" | "sec" | "second" | "seconds" => NS_PER_S,
+        "m" | "min" | "minute" | "minutes" => NS_PER_MIN,
+        "h" | "hour" | "hours" => NS_PER_H,
+        "d" | "day" | "days" => NS_PER_D,
+        _ => return None,
+    })
 }
 
 /// `s` as an unsigned integer, as `u64::from_str` reads it (one optional `+`, then ASCII
@@ -229,11 +212,11 @@ impl Rate {
 
     /// Time between two events at this rate (the GCRA emission interval `t`), at least 1 ns.
     pub const fn interval_nanos(self) -> u64 {
-        let t = self.period_nanos / self.count;
-        if t == 0 {
-            1
-        } else {
-            t
+        // (`checked_div`: `count` is never 0 once parsed, but a plain division would keep
+        // a divide-by-zero panic in the request path.)
+        match self.period_nanos.checked_div(self.count) {
+            Some(t) if t > 0 => t,
+            _ => 1,
         }
     }
 
