@@ -63,6 +63,9 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+// `#[inline(never)]` on the checks: inlined into the filter's `on_configure` they made
+// one huge function, and the module 347 bytes larger after wasm-opt.
+#[inline(never)]
 pub(crate) fn problems(p: &Policy) -> Problems {
     let mut out = Problems::default();
     if p.api_version != API_VERSION {
@@ -151,6 +154,7 @@ pub(crate) fn problems(p: &Policy) -> Problems {
     out
 }
 
+#[inline(never)]
 fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
     if let Some(p) = &m.path {
         let pat = p.pattern();
@@ -213,6 +217,7 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
     }
 }
 
+#[inline(never)]
 fn check_rules(
     rl: &RouteRateLimit,
     s: &RateLimitSettings,
@@ -353,6 +358,7 @@ fn check_rules(
     }
 }
 
+#[inline(never)]
 fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
     let at = "ratelimit";
     let ip = &s.client_ip;
