@@ -4,6 +4,16 @@
 
 use meshward_core::policy::{parse_json, Policy};
 
+use crate::abi;
+
+/// The plugin configuration (buffer PLUGIN_CONFIGURATION, readable in `on_configure`), whole;
+/// `None` when the host has none.
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    abi::buffer(abi::buffer::PLUGIN_CONFIGURATION, 0, usize::MAX)
+        .ok()
+        .flatten()
+}
+
 /// The policy, or `None` after logging each problem at error level.
 pub fn load(filter: &str, bytes: Option<Vec<u8>>) -> Option<Policy> {
     let Some(bytes) = bytes else {

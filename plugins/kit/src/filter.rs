@@ -409,23 +409,36 @@ pub fn grpc_call(
     Ok(token)
 }
 
-/// Generates a filter's proxy-wasm exports (wasm32 only) for root context type `$root`
-/// (a [`RootContext`]), with `log` lines up to `$level` (default `Debug`) sent to the host.
+/// Generates a filter's proxy-wasm exports for root context type `$root` (a [`RootContext`]),
+/// with `log` lines up to `$level` (default `Debug`) sent to the host. The worker's state is a
+/// static on single-threaded wasm; elsewhere (a filter's native unit tests, which never call
+/// the exports) a thread-local, so the same code compiles everywhere.
 #[macro_export]
 macro_rules! filter {
     ($root:ty) => {
         $crate::filter!($root, $crate::filter::LevelFilter::Debug);
     };
     ($root:ty, $level:expr) => {
-        #[cfg(target_arch = "wasm32")]
         const _: () = {
-            use $crate::filter as f;
-            type W = f::Worker<$root>;
-            static WORKER: f::Global<W> = f::Global::new(f::Worker::new());
+            use $crate::filter as kit;
+            type W = kit::Global<kit::Worker<$root>>;
+
+            #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+            fn worker<T>(f: impl FnOnce(&W) -> T) -> T {
+                static WORKER: W = kit::Global::new(kit::Worker::new());
+                f(&WORKER)
+            }
+            #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+            fn worker<T>(f: impl FnOnce(&W) -> T) -> T {
+                ::std::thread_local! {
+                    static WORKER: W = const { kit::Global::new(kit::Worker::new()) };
+                }
+                WORKER.with(f)
+            }
 
             #[no_mangle]
             pub extern "C" fn _initialize() {
-                f::initialize($level)
+                kit::initialize($level)
             }
             #[no_mangle]
             pub extern "C" fn proxy_abi_version_0_2_1() {}
@@ -435,59 +448,59 @@ macro_rules! filter {
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_context_create(id: u32, parent: u32) {
-                f::context_create(&WORKER, id, parent)
+                worker(|w| kit::context_create(w, id, parent))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_vm_start(id: u32, size: usize) -> bool {
-                f::vm_start(&WORKER, id, size)
+                worker(|w| kit::vm_start(w, id, size))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_configure(id: u32, size: usize) -> bool {
-                f::configure(&WORKER, id, size)
+                worker(|w| kit::configure(w, id, size))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_tick(id: u32) {
-                f::tick(&WORKER, id)
+                worker(|w| kit::tick(w, id))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_queue_ready(id: u32, queue: u32) {
-                f::queue_ready(&WORKER, id, queue)
+                worker(|w| kit::queue_ready(w, id, queue))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_request_headers(id: u32, n: usize, end: u32) -> u32 {
-                f::request_headers(&WORKER, id, n, end != 0)
+                worker(|w| kit::request_headers(w, id, n, end != 0))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_request_body(id: u32, n: usize, end: u32) -> u32 {
-                f::request_body(&WORKER, id, n, end != 0)
+                worker(|w| kit::request_body(w, id, n, end != 0))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_request_trailers(id: u32, n: usize) -> u32 {
-                f::request_trailers(&WORKER, id, n)
+                worker(|w| kit::request_trailers(w, id, n))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_response_headers(id: u32, n: usize, end: u32) -> u32 {
-                f::response_headers(&WORKER, id, n, end != 0)
+                worker(|w| kit::response_headers(w, id, n, end != 0))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_response_body(id: u32, n: usize, end: u32) -> u32 {
-                f::response_body(&WORKER, id, n, end != 0)
+                worker(|w| kit::response_body(w, id, n, end != 0))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_response_trailers(id: u32, n: usize) -> u32 {
-                f::response_trailers(&WORKER, id, n)
+                worker(|w| kit::response_trailers(w, id, n))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_log(id: u32) {
-                f::log(&WORKER, id)
+                worker(|w| kit::log(w, id))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_done(id: u32) -> bool {
-                f::done(&WORKER, id)
+                worker(|w| kit::done(w, id))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_delete(id: u32) {
-                f::delete(&WORKER, id)
+                worker(|w| kit::delete(w, id))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_http_call_response(
@@ -505,7 +518,7 @@ macro_rules! filter {
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_grpc_receive(_root: u32, token: u32, size: usize) {
-                f::grpc_answer(&WORKER, token, 0, size)
+                worker(|w| kit::grpc_answer(w, token, 0, size))
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_grpc_receive_trailing_metadata(_: u32, _: u32, _: usize) {
@@ -513,7 +526,7 @@ macro_rules! filter {
             }
             #[no_mangle]
             pub extern "C" fn proxy_on_grpc_close(_root: u32, token: u32, status: u32) {
-                f::grpc_answer(&WORKER, token, status, 0)
+                worker(|w| kit::grpc_answer(w, token, status, 0))
             }
         };
     };

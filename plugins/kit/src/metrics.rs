@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use proxy_wasm::types::MetricType;
+use crate::abi;
 
 /// Counters whose names are only known per request, by name (each a [`Counter`]). A rare
 /// path (a filter names its counters at configure time): found by a linear scan, which keeps
@@ -50,7 +50,7 @@ impl Counter {
         let id = match self.id.get() {
             Some(id) => id,
             None => {
-                let id = proxy_wasm::hostcalls::define_metric(MetricType::Counter, &self.name).ok();
+                let id = abi::define_metric(abi::METRIC_COUNTER, self.name.as_bytes()).ok();
                 self.id.set(Some(id));
                 id
             }
@@ -61,19 +61,7 @@ impl Counter {
     }
 }
 
-/// `proxy_increment_metric`, its status ignored: through the ABI on wasm, since the SDK's
-/// wrapper panics (traps the VM) on a status other than the two it expects.
-#[cfg(target_arch = "wasm32")]
+/// `proxy_increment_metric`, its status ignored: a refused increment costs the count only.
 fn increment(id: u32, n: i64) {
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
-    }
-    // SAFETY: plain integer arguments.
-    let _ = unsafe { proxy_increment_metric(id, n) };
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn increment(id: u32, n: i64) {
-    let _ = proxy_wasm::hostcalls::increment_metric(id, n);
+    let _ = abi::increment_metric(id, n);
 }

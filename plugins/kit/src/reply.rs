@@ -1,7 +1,9 @@
-//! Local replies and resuming paused requests without the SDK's panicking wrappers: a
-//! status the SDK does not expect (the stream is already gone, headers already sent) must
-//! not trap the VM, so these call the ABI directly and return whether it worked. A reply's
-//! header map is written in its wire form as it is built ([`Pairs`]).
+//! Local replies and resuming paused requests through kit's [`abi`] wrappers: a status the
+//! SDK would not expect (the stream is already gone, headers already sent) must not trap the
+//! VM, so each returns whether it worked. A reply's header map is written in its wire form as
+//! it is built ([`Pairs`]).
+
+use crate::abi;
 
 /// A header map serialized as the ABI wants it (count, a name and value length per pair,
 /// then each name and value NUL-terminated), written in place: values are appended straight
@@ -144,113 +146,25 @@ pub fn send(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
 
 /// Sends a local reply with an already serialized header map; false when the host refused.
 pub fn send_pairs(status: u16, headers: &mut Pairs, body: &[u8]) -> bool {
-    #[cfg(target_arch = "wasm32")]
-    {
-        let buf = headers.bytes();
-        let details = b"meshward";
-        // SAFETY: every pointer/length pair describes a live buffer for the call's duration.
-        let status = unsafe {
-            abi::proxy_send_local_response(
-                u32::from(status),
-                details.as_ptr(),
-                details.len(),
-                body.as_ptr(),
-                body.len(),
-                buf.as_ptr(),
-                buf.len(),
-                -1,
-            )
-        };
-        status == 0
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = (status, headers, body);
-        false
-    }
+    abi::send_local_response(u32::from(status), b"meshward", body, headers.bytes()).is_ok()
 }
 
 /// Adds a response header on the current context (`proxy_add_header_map_value`, one value
-/// appended as Envoy appends it); false when the host refused (the SDK's wrapper panics).
+/// appended as Envoy appends it); false when the host refused.
 pub fn add_response_header(name: &str, value: &[u8]) -> bool {
-    #[cfg(target_arch = "wasm32")]
-    {
-        /// `MapType::HttpResponseHeaders`.
-        const RESPONSE_HEADERS: u32 = 2;
-        // SAFETY: both pointer/length pairs describe live buffers for the call's duration.
-        unsafe {
-            abi::proxy_add_header_map_value(
-                RESPONSE_HEADERS,
-                name.as_ptr(),
-                name.len(),
-                value.as_ptr(),
-                value.len(),
-            ) == 0
-        }
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = (name, value);
-        false
-    }
+    abi::add_header(abi::map::RESPONSE_HEADERS, name.as_bytes(), value).is_ok()
 }
 
 /// Resumes the paused request of `context_id` from the root context; false when that
 /// stream no longer exists.
 pub fn resume_request(context_id: u32) -> bool {
-    #[cfg(target_arch = "wasm32")]
-    {
-        // SAFETY: plain integer arguments.
-        unsafe {
-            abi::proxy_set_effective_context(context_id) == 0 && abi::proxy_continue_stream(0) == 0
-        }
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = context_id;
-        false
-    }
+    abi::set_effective_context(context_id).is_ok()
+        && abi::continue_stream(abi::STREAM_REQUEST).is_ok()
 }
 
 /// Sends a local reply for the paused request of `context_id` from the root context.
 pub fn reply_to(context_id: u32, status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    #[cfg(target_arch = "wasm32")]
-    {
-        // SAFETY: plain integer argument.
-        let ok = unsafe { abi::proxy_set_effective_context(context_id) } == 0;
-        ok && send(status, headers, body)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = (context_id, status, headers, body);
-        false
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-mod abi {
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        pub fn proxy_send_local_response(
-            status_code: u32,
-            status_code_details_data: *const u8,
-            status_code_details_size: usize,
-            body_data: *const u8,
-            body_size: usize,
-            headers_data: *const u8,
-            headers_size: usize,
-            grpc_status: i32,
-        ) -> u32;
-        pub fn proxy_add_header_map_value(
-            map_type: u32,
-            key_data: *const u8,
-            key_size: usize,
-            value_data: *const u8,
-            value_size: usize,
-        ) -> u32;
-        pub fn proxy_set_effective_context(context_id: u32) -> u32;
-        pub fn proxy_continue_stream(stream_type: u32) -> u32;
-    }
+    abi::set_effective_context(context_id).is_ok() && send(status, headers, body)
 }
 
 #[cfg(test)]

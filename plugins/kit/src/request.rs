@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use meshward_core::policy::RequestAttrs;
 use meshward_core::ratelimit::parse_addr;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
+
+use crate::abi;
 
 /// The current request's attributes, fetched on first use (header names lower-case as Envoy
 /// gives them). Valid only while the request-headers callback runs.
@@ -35,10 +35,15 @@ fn cached<T>(cell: &OnceCell<T>, make: impl FnOnce() -> T) -> Option<&T> {
     cell.get()
 }
 
+/// The request header `name`'s (first) value, taken over from the host without a copy; a
+/// value that is not UTF-8 is read lossily (the SDK panics there).
 fn fetch(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+    let v = abi::header(abi::map::REQUEST_HEADERS, name.as_bytes())
         .ok()
-        .flatten()
+        .flatten()?;
+    Some(
+        String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 impl<'n> RequestView<'n> {
@@ -88,45 +93,10 @@ fn value<'a>(cell: &'a OnceCell<Option<String>>, name: &str) -> &'a str {
 }
 
 /// The downstream peer address (`source.address`), if the host knows it. Called on every
-/// request, so it asks the ABI directly with the path serialized once (the SDK builds and
-/// serializes a path vector per call, and panics on a status it does not expect).
+/// request: the property path is serialized once, as a constant.
 pub fn peer_address() -> Option<IpAddr> {
-    let raw = source_address()?;
-    parse_addr(std::str::from_utf8(&raw).ok()?)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn source_address() -> Option<Vec<u8>> {
     /// `source.address` as the ABI wants a property path: segments separated by NUL.
     const PATH: &[u8] = b"source\0address";
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: PATH is a live static buffer; the host writes a pointer and a length.
-    let status =
-        unsafe { abi::proxy_get_property(PATH.as_ptr(), PATH.len(), &mut data, &mut size) };
-    if status != 0 || data.is_null() {
-        return None;
-    }
-    // SAFETY: the host allocated `size` bytes at `data` through the guest's
-    // `proxy_on_memory_allocate` (the SDK's, which hands out a `Vec<u8>` buffer of exactly
-    // that capacity), and ownership passes to us; this is how the SDK takes it too.
-    Some(unsafe { Vec::from_raw_parts(data, size, size) })
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn source_address() -> Option<Vec<u8>> {
-    hostcalls::get_property(vec!["source", "address"]).ok()?
-}
-
-#[cfg(target_arch = "wasm32")]
-mod abi {
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        pub fn proxy_get_property(
-            path_data: *const u8,
-            path_size: usize,
-            return_value_data: *mut *mut u8,
-            return_value_size: *mut usize,
-        ) -> u32;
-    }
+    let raw = abi::property(PATH).ok()??;
+    parse_addr(std::str::from_utf8(&raw).ok()?)
 }

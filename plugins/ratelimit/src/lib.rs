@@ -20,13 +20,12 @@ use meshward_core::ratelimit::{
     charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, PerRule, Plan,
     PlannedRule,
 };
+use meshward_kit::filter::{Action, RootContext, StreamContext};
 use meshward_kit::metrics::{Counter, Counters};
 use meshward_kit::reply::{Kept, Pairs};
 use meshward_kit::request::{peer_address, RequestView};
 use meshward_kit::store::SharedStore;
-use meshward_kit::{config, level, reply, time};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use meshward_kit::{abi, config, filter, level, reply, time};
 
 use cache::OverLimitCache;
 use queue::{DelayQueue, Due, Held};
@@ -36,10 +35,7 @@ use queue::{DelayQueue, Due, Held};
 #[global_allocator]
 static ALLOC: meshward_kit::alloc::CachingAlloc = meshward_kit::alloc::CachingAlloc::new();
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Debug);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}
+meshward_kit::filter!(Root);
 
 thread_local! {
     /// The plan every request of this worker is planned into, so its rule vector and slot
@@ -165,11 +161,11 @@ struct Root {
     shared: Option<Rc<Shared>>,
 }
 
-impl Context for Root {}
-
 impl RootContext for Root {
+    type Stream = Request;
+
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(policy) = config::load(FILTER, self.get_plugin_configuration()) else {
+        let Some(policy) = config::load(FILTER, config::plugin_configuration()) else {
             return false;
         };
         let limiter = Limiter::new(policy);
@@ -198,7 +194,10 @@ impl RootContext for Root {
             cache: RefCell::new(OverLimitCache::new(cache_cap)),
         }));
         if pacing {
-            let _ = proxy_wasm::hostcalls::set_tick_period(s.queue.tick.as_std());
+            let ms = u32::try_from(s.queue.tick.as_std().as_millis()).unwrap_or(u32::MAX);
+            if let Err(e) = abi::set_tick_period_ms(ms) {
+                log::warn!("ratelimit: the host refused a tick period of {ms} ms: {e:?}");
+            }
         }
         true
     }
@@ -236,9 +235,9 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_stream(&mut self, context_id: u32) -> Option<Request> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Request {
+        Some(Request {
             id: context_id,
             shared,
             response_headers: Kept::default(),
@@ -246,11 +245,7 @@ impl RootContext for Root {
             pending: None,
             debug: false,
             paced: false,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
 
@@ -584,7 +579,12 @@ impl Request {
             }
         }
         if !shadowed.is_empty() {
-            self.set_http_request_header(&settings.response.shadow_header, Some(&shadowed));
+            let name = settings.response.shadow_header.as_bytes();
+            if let Err(e) =
+                abi::replace_header(abi::map::REQUEST_HEADERS, name, shadowed.as_bytes())
+            {
+                log::debug!("ratelimit: the host refused the shadow header: {e:?}");
+            }
         }
         // Global rules: one call for all of them.
         let globals = plan.global();
@@ -652,14 +652,15 @@ impl Request {
                 hits_addend: 1,
             };
             let bytes = prost::Message::encode_to_vec(&msg);
-            let timeout = Duration::from_nanos(g.timeout.as_nanos());
-            match self.dispatch_grpc_call(
+            let timeout = Duration::from_nanos(g.timeout.as_nanos()).as_millis();
+            let timeout_ms = u32::try_from(timeout).unwrap_or(u32::MAX);
+            match filter::grpc_call(
+                self.id,
                 &g.cluster,
                 rls::SERVICE,
                 rls::METHOD,
-                Vec::new(),
-                Some(&bytes),
-                timeout,
+                &bytes,
+                timeout_ms,
             ) {
                 Ok(_) => {
                     self.pending = Some(Pending {
@@ -693,15 +694,22 @@ impl Request {
     }
 }
 
-impl Context for Request {
+impl StreamContext for Request {
+    fn on_request_headers(&mut self, _n: usize, _end: bool) -> Action {
+        self.decide()
+    }
+
+    fn on_response_headers(&mut self, _n: usize, _end: bool) -> Action {
+        if !self.replied {
+            self.response_headers.add_to_response();
+        }
+        Action::Continue
+    }
+
     fn on_grpc_call_response(&mut self, _token: u32, status: u32, size: usize) {
-        let body = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::GrpcReceiveBuffer,
-            0,
-            size,
-        )
-        .ok()
-        .flatten();
+        let body = abi::buffer(abi::buffer::GRPC_RECEIVE, 0, size)
+            .ok()
+            .flatten();
         if let Action::Continue = self.on_global_answer(status, body) {
             if !reply::resume_request(self.id) {
                 log::debug!(
@@ -728,18 +736,5 @@ impl Context for Request {
             );
         }
         true
-    }
-}
-
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
-        self.decide()
-    }
-
-    fn on_http_response_headers(&mut self, _n: usize, _end: bool) -> Action {
-        if !self.replied {
-            self.response_headers.add_to_response();
-        }
-        Action::Continue
     }
 }
