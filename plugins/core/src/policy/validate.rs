@@ -12,6 +12,9 @@ use super::{Policy, API_VERSION, KIND};
 
 /// Longest rate-limit queue a worker may hold.
 const MAX_QUEUE: u32 = 100_000;
+/// The message for a queue length out of range (written out: formatting the constant at
+/// run time cost the filters a `format!`; a test holds it to `MAX_QUEUE`).
+const QUEUE_RANGE: &str = "must be 1..=100000";
 /// Values met so far; lists in a policy are short, and a linear scan keeps a B-tree per
 /// element type out of the filters' Wasm.
 struct Seen<'a, T: ?Sized>(Vec<&'a T>);
@@ -53,6 +56,8 @@ fn joined(items: &[String]) -> String {
 
 /// Most hash slots per rule (memory: slots × rules × ~60 bytes).
 const MAX_SLOTS: u32 = 1 << 20;
+/// The message for a slot count out of range (see `QUEUE_RANGE`).
+const SLOTS_RANGE: &str = "must be 1..=1048576";
 
 pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -447,14 +452,14 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
     }
     let sh = &s.shared;
     if sh.slots == 0 || sh.slots > MAX_SLOTS {
-        out.at(at, ".shared.slots", format!("must be 1..={MAX_SLOTS}"));
+        out.at(at, ".shared.slots", SLOTS_RANGE);
     }
     if sh.cas_retries == 0 || sh.cas_retries > 64 {
         out.at(at, ".shared.cas_retries", "must be 1..=64");
     }
     let q = &s.queue;
     if q.max_len == 0 || q.max_len > MAX_QUEUE {
-        out.at(at, ".queue.max_len", format!("must be 1..={MAX_QUEUE}"));
+        out.at(at, ".queue.max_len", QUEUE_RANGE);
     }
     let tick = q.tick.as_nanos();
     if !(1_000_000..=1_000_000_000).contains(&tick) {
@@ -474,5 +479,20 @@ fn check_settings(s: &RateLimitSettings, out: &mut Problems) {
         if g.cache_entries > 65_536 {
             out.at(at, ".global.cache_entries", "must be 0..=65536");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn range_messages_name_the_limits() {
+        assert_eq!(
+            super::QUEUE_RANGE,
+            format!("must be 1..={}", super::MAX_QUEUE)
+        );
+        assert_eq!(
+            super::SLOTS_RANGE,
+            format!("must be 1..={}", super::MAX_SLOTS)
+        );
     }
 }
