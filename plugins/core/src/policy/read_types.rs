@@ -50,17 +50,19 @@ macro_rules! read_struct {
     (@bit required) => { 1u64 };
 }
 
-/// `FromNode` for an enum of unit variants: `Variant = "name"`.
+/// `FromNode` for an enum of unit variants: `Variant = "name"`. (`unit_variant` only
+/// answers indexes of `NAMES`, which has one name per variant of `ALL`; the first variant
+/// stands in for an index that cannot come, instead of an error message of its own.)
 macro_rules! read_unit_enum {
-    ($ty:ident, $expecting:literal, { $($variant:ident = $name:literal),+ $(,)? }) => {
+    ($ty:ident, $expecting:literal, {
+        $first:ident = $first_name:literal $(, $variant:ident = $name:literal)* $(,)?
+    }) => {
         impl FromNode for $ty {
             fn from_node(at: At<'_, '_>) -> Result<Self, DeError> {
-                const NAMES: &[&str] = &[$($name),+];
-                const ALL: &[$ty] = &[$($ty::$variant),+];
+                const NAMES: &[&str] = &[$first_name $(, $name)*];
+                const ALL: &[$ty] = &[$ty::$first $(, $ty::$variant)*];
                 let i = unit_variant(&at, $expecting, NAMES)?;
-                ALL.get(i)
-                    .copied()
-                    .ok_or_else(|| DeError::new("variant out of range".to_string()))
+                Ok(ALL.get(i).copied().unwrap_or($ty::$first))
             }
         }
     };
