@@ -22,12 +22,19 @@ pub struct PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Pieces written one by one: the filters log every problem through this, and a
+        // `write!` per shape cost them more.
+        f.write_str(&self.file)?;
         if self.line > 0 {
-            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        } else {
-            write!(f, "{}: ", self.file)?;
+            f.write_str(":")?;
+            fmt::Display::fmt(&self.line, f)?;
+            f.write_str(":")?;
+            fmt::Display::fmt(&self.column, f)?;
         }
-        write!(f, "{}: {}", self.path, self.message)
+        f.write_str(": ")?;
+        f.write_str(&self.path)?;
+        f.write_str(": ")?;
+        f.write_str(&self.message)
     }
 }
 
