@@ -22,6 +22,10 @@ use crate::shared_data::SharedSpace;
 use crate::trap::TrapReport;
 use crate::worker_core::WorkerCore;
 
+/// A failed guest call's report, boxed: a call's `Result` stays two words, so the common Ok path
+/// does not move a ~100-byte report through every caller.
+pub(crate) type Trapped = Box<TrapReport>;
+
 /// Which callback is running (for access windows and buffer availability).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallKind {
@@ -269,17 +273,17 @@ impl Vm {
         let r = (|| -> Result<(), Box<(String, TrapReport)>> {
             if let Some(f) = initialize {
                 vm.call(&f, (), "_initialize")
-                    .map_err(|t| Box::new(("_initialize".to_string(), t)))?;
+                    .map_err(|t| Box::new(("_initialize".to_string(), *t)))?;
                 if let Some(m) = main {
                     vm.call(&m, (0, 0), "main")
-                        .map_err(|t| Box::new(("main".to_string(), t)))?;
+                        .map_err(|t| Box::new(("main".to_string(), *t)))?;
                 } else if let Some(m) = main_void {
                     vm.call(&m, (), "__main_void")
-                        .map_err(|t| Box::new(("__main_void".to_string(), t)))?;
+                        .map_err(|t| Box::new(("__main_void".to_string(), *t)))?;
                 }
             } else if let Some(f) = start {
                 vm.call(&f, (), "_start")
-                    .map_err(|t| Box::new(("_start".to_string(), t)))?;
+                    .map_err(|t| Box::new(("_start".to_string(), *t)))?;
             }
             Ok(())
         })();
@@ -299,7 +303,7 @@ impl Vm {
         ];
         for (stage, kind) in stages {
             vm.enter(core, CallCtx::new(kind, root, None));
-            let r: Result<bool, TrapReport> = match kind {
+            let r: Result<bool, Trapped> = match kind {
                 CallKind::ContextCreate => match vm.cb.on_context_create.clone() {
                     Some(f) => vm.call(&f, (root as i32, 0), stage).map(|_| true),
                     None => Ok(true),
@@ -324,7 +328,7 @@ impl Vm {
                 Ok(true) => {}
                 Ok(false) => return Err(fail(&mut vm, stage, "returned false".into())),
                 Err(t) => {
-                    host.traps.push(t.clone());
+                    host.traps.push((*t).clone());
                     return Err(fail(&mut vm, stage, t.message));
                 }
             }
@@ -372,7 +376,7 @@ impl Vm {
         f: &TypedFunc<P, R>,
         args: P,
         name: &str,
-    ) -> Result<R, TrapReport> {
+    ) -> Result<R, Trapped> {
         call_in(&mut self.store, self.deadline, f, args, name)
     }
 
@@ -383,7 +387,7 @@ impl Vm {
         pick: impl FnOnce(&Callbacks) -> Option<&TypedFunc<P, R>>,
         args: P,
         name: &str,
-    ) -> Option<Result<R, TrapReport>> {
+    ) -> Option<Result<R, Trapped>> {
         let Vm {
             store,
             cb,
@@ -401,7 +405,7 @@ impl Vm {
         ctx: u32,
         n: usize,
         eos: bool,
-    ) -> Option<Result<i32, TrapReport>> {
+    ) -> Option<Result<i32, Trapped>> {
         let Vm {
             store,
             cb,
@@ -436,10 +440,21 @@ pub(crate) fn call_in<P: WasmParams, R: WasmResults>(
     f: &TypedFunc<P, R>,
     args: P,
     name: &str,
-) -> Result<R, TrapReport> {
+) -> Result<R, Trapped> {
     store.set_epoch_deadline(deadline);
-    f.call(&mut *store, args).map_err(|e| {
-        let d = store.data();
-        TrapReport::from_error(&d.plugin.spec.name, d.worker, name, &e)
-    })
+    f.call(&mut *store, args)
+        .map_err(|e| trapped(store, name, &e))
+}
+
+/// The report of a failed call, boxed (out of line: the common path only tests a pointer).
+#[cold]
+#[inline(never)]
+fn trapped(store: &Store<VmState>, name: &str, e: &wasmtime::Error) -> Trapped {
+    let d = store.data();
+    Box::new(TrapReport::from_error(
+        &d.plugin.spec.name,
+        d.worker,
+        name,
+        e,
+    ))
 }

@@ -19,8 +19,7 @@ use crate::logs::LogLevel;
 use crate::pairs::Headers;
 use crate::spec::FailStrategy;
 use crate::stream::{Flow, HttpStream, LocalReply, PluginCtx, StreamId, StreamProps, StreamView};
-use crate::trap::TrapReport;
-use crate::vm::{CallCtx, CallKind, Vm};
+use crate::vm::{CallCtx, CallKind, Trapped, Vm};
 use crate::worker_core::{Action, CalloutKind, Event, WorkerCore};
 
 /// How many completed streams stay readable through `Worker::stream` before their slots are
@@ -200,7 +199,7 @@ impl Worker {
         &mut self,
         p: usize,
         call: CallCtx,
-        f: impl FnOnce(&mut Vm) -> Result<i32, TrapReport>,
+        f: impl FnOnce(&mut Vm) -> Result<i32, Trapped>,
     ) -> Option<(i32, bool)> {
         let vm = self.slots[p].vm.as_mut()?;
         vm.enter(&mut self.core, call);
@@ -219,7 +218,8 @@ impl Worker {
         out
     }
 
-    fn on_trap(&mut self, p: usize, t: TrapReport) {
+    #[cold]
+    fn on_trap(&mut self, p: usize, t: Trapped) {
         let inner = self.host.inner.clone();
         let msg = format!("Function: {} failed: {}", t.callback, t.message);
         inner.logs.push(
@@ -233,7 +233,7 @@ impl Worker {
             &self.chain[p].inner.spec.root_id,
             &self.chain[p].inner.spec.vm_id,
         );
-        inner.traps.push(t);
+        inner.traps.push(*t);
         inner.stats.failed();
         // The VM is dead (Envoy FailState::RuntimeError): drop it, its timers and callouts.
         self.slots[p].vm = None;
