@@ -29,8 +29,24 @@ impl CtxMap {
         id as usize & (self.table.len() - 1)
     }
 
-    /// Map `id` to `slot` (replacing an earlier mapping of `id`).
+    /// Map `id` to `slot` (replacing an earlier mapping of `id`). The usual case, a free
+    /// table entry and nothing spilled, is a store inline.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u32, slot: u32) {
+        if id != 0 && !self.table.is_empty() && self.spill.is_empty() {
+            let i = self.index(id);
+            let e = &mut self.table[i];
+            if e.0 == 0 {
+                *e = (id, slot);
+                self.in_table += 1;
+                return;
+            }
+        }
+        self.insert_slow(id, slot);
+    }
+
+    #[inline(never)]
+    fn insert_slow(&mut self, id: u32, slot: u32) {
         if id == 0 {
             return;
         }

@@ -62,14 +62,15 @@ impl Headers {
         }
         for ((kb, vb), (k, v)) in self.0.iter_mut().zip(pairs) {
             if !same_bytes(kb, k.as_bytes()) {
-                // Copy, then lower-case in place: a bulk copy and a tight loop instead of a
-                // per-byte push.
-                kb.clear();
-                kb.extend_from_slice(k.as_bytes());
-                kb.make_ascii_lowercase();
+                set_lowercase(kb, k.as_bytes());
             }
-            vb.clear();
-            vb.extend_from_slice(v.as_bytes());
+            // A value equal to the one the entry holds (same method, scheme, authority,
+            // user agent, accept, status, content type as the slot's previous stream) stays:
+            // a compare of a few words instead of a call into memcpy.
+            if !same_bytes(vb, v.as_bytes()) {
+                vb.clear();
+                vb.extend_from_slice(v.as_bytes());
+            }
         }
     }
     /// First value of `name` (as Envoy's `get_header_map_value`), as UTF-8 (lossy is avoided:
@@ -176,6 +177,16 @@ impl Headers {
     pub fn serialized_size(&self) -> usize {
         serialized_size(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
+}
+
+/// `buf` = `name` lower-cased: a bulk copy, then lower-casing in place (a tight loop instead of
+/// a per-byte push). Out of line: the vector constants of the lower-casing loop are then not
+/// reloaded around every header of `fill_pooled`'s loop, most of which skip this.
+#[inline(never)]
+fn set_lowercase(buf: &mut Vec<u8>, name: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(name);
+    buf.make_ascii_lowercase();
 }
 
 /// `a == b`, inline: header names are short, and a call into libc's `memcmp` per name cost

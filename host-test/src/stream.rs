@@ -80,6 +80,14 @@ impl StreamProps {
         }
         self
     }
+    /// Holds no allocation: no overrides ever stored, no addresses, no protocol.
+    #[inline]
+    pub(crate) fn is_bare(&self) -> bool {
+        self.props.capacity() == 0
+            && self.source.is_none()
+            && self.destination.is_none()
+            && self.protocol.is_none()
+    }
     /// The override stored for a `\0`-joined path.
     pub(crate) fn get(&self, path: &[u8]) -> Option<&Vec<u8>> {
         self.props.iter().find(|(k, _)| k == path).map(|(_, v)| v)
@@ -246,6 +254,7 @@ impl Dir {
         !self.aborted && self.tr_at == Some(pos)
     }
     /// Where this direction is stopped (first position), if anywhere.
+    #[inline]
     pub(crate) fn stopped_at(&self) -> Option<usize> {
         if self.aborted {
             return None;
@@ -304,7 +313,11 @@ impl HttpStream {
         self.ctx.resize(n, PluginCtx::default());
         self.req.reset(n);
         self.resp.reset(n);
-        self.props = props;
+        let old = std::mem::replace(&mut self.props, props);
+        if old.is_bare() {
+            // Nothing allocated (the usual `StreamProps::new()`): no drop call.
+            std::mem::forget(old);
+        }
         // Guarded: most streams set neither, and clearing an empty map still calls out.
         if !self.filter_state.is_empty() {
             self.filter_state.clear();

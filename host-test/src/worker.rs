@@ -351,10 +351,27 @@ impl Worker {
 
     /// The plugin's context id for this stream, creating it (on_context_create) if needed.
     fn ensure_ctx(&mut self, slot: u32, p: usize) -> Result<u32, Outcome> {
-        let gen = self.slots[p].generation;
         let Some(ctx) = self.core_ref().stream(slot).map(|s| s.ctx[p]) else {
             return Err(Outcome::Stop);
         };
+        self.ensure_ctx_with(slot, p, ctx)
+    }
+
+    /// `ensure_ctx` with the stream's record of the plugin's context already read (the caller
+    /// just looked at the stream): a live context is a few compares inline; creation and a
+    /// dead or replaced VM go out of line.
+    #[inline]
+    fn ensure_ctx_with(&mut self, slot: u32, p: usize, ctx: PluginCtx) -> Result<u32, Outcome> {
+        let vm = &self.slots[p];
+        if ctx.id != 0 && !ctx.skip && ctx.generation == vm.generation && vm.vm.is_some() {
+            return Ok(ctx.id);
+        }
+        self.ensure_ctx_slow(slot, p, ctx)
+    }
+
+    #[inline(never)]
+    fn ensure_ctx_slow(&mut self, slot: u32, p: usize, ctx: PluginCtx) -> Result<u32, Outcome> {
+        let gen = self.slots[p].generation;
         if ctx.skip {
             return Err(Outcome::Continue);
         }
@@ -396,24 +413,29 @@ impl Worker {
         }
     }
 
-    fn stream_call(&mut self, slot: u32, p: usize, response: bool, step: Step) -> Outcome {
-        let id = match self.ensure_ctx(slot, p) {
+    /// One stream callback of plugin `p`; `ctx` and `tcp` are the stream's context record for
+    /// `p` and its kind, as the caller just read them.
+    fn stream_call(
+        &mut self,
+        slot: u32,
+        p: usize,
+        response: bool,
+        step: Step,
+        ctx: PluginCtx,
+        tcp: bool,
+    ) -> Outcome {
+        let id = match self.ensure_ctx_with(slot, p, ctx) {
             Ok(id) => id,
             Err(o) => return o,
         };
         let body = matches!(step, Step::Body { .. });
-        // One stream lookup for the position, the body window and the stream kind.
-        let tcp = match self.core().stream_mut(slot) {
-            Some(s) => {
-                if body {
-                    let pos = s.pos(response, p);
-                    let d = if response { &mut s.resp } else { &mut s.req };
-                    d.in_body = Some(pos);
-                }
-                s.tcp
+        if body {
+            if let Some(s) = self.core().stream_mut(slot) {
+                let pos = s.pos(response, p);
+                let d = if response { &mut s.resp } else { &mut s.req };
+                d.in_body = Some(pos);
             }
-            None => false,
-        };
+        }
         let r = self.invoke(p, CallCtx::new(CallKind::Stream, id, Some(slot)), |vm| {
             let ctx = id as i32;
             let r = match (step, response, tcp) {
@@ -560,14 +582,17 @@ impl Worker {
                 return;
             };
             let step = Self::decide(s, response, pos);
-            let skip = s.ctx[p].skip;
+            let Some(&ctx) = s.ctx.get(p) else {
+                return;
+            };
+            let tcp = s.tcp;
             let outcome = match step {
                 Step::Stop => return,
                 Step::Next => {
                     pos += 1;
                     continue;
                 }
-                _ if skip => Outcome::Continue,
+                _ if ctx.skip => Outcome::Continue,
                 _ => {
                     if let Step::Body { .. } = step {
                         if let Some(s) = self.core().stream_mut(slot) {
@@ -575,7 +600,7 @@ impl Worker {
                             d.fresh.set(pos, false);
                         }
                     }
-                    self.stream_call(slot, p, response, step)
+                    self.stream_call(slot, p, response, step, ctx, tcp)
                 }
             };
             if outcome == Outcome::Failed {
@@ -601,6 +626,11 @@ impl Worker {
                 Step::Headers { .. } => {
                     if go {
                         d.hdr_at = pos + 1;
+                        // Nothing else waits at this position (no body chunk, trailers or
+                        // paused body): the next `decide` here would say Next.
+                        if !d.fresh.has(pos) && d.tr_at != Some(pos) && !d.body_paused.has(pos) {
+                            pos += 1;
+                        }
                     } else {
                         d.hdr_paused = true;
                         return;
