@@ -74,19 +74,22 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
 pub(crate) fn problems(p: &Policy) -> Problems {
     let mut out = Problems::default();
     if p.api_version != API_VERSION {
-        out.push(
+        out.at(
+            "",
             "apiVersion",
             format!("`{}` is not supported; use `{API_VERSION}`", p.api_version),
         );
     }
     if p.kind != KIND {
-        out.push(
+        out.at(
+            "",
             "kind",
             format!("`{}` is not supported; use `{KIND}`", p.kind),
         );
     }
     if !is_dns_label(&p.service) {
-        out.push(
+        out.at(
+            "",
             "service",
             format!(
                 "`{}` is not a DNS-1123 label (lower-case letters, digits, `-`, at most 63)",
@@ -117,8 +120,9 @@ pub(crate) fn problems(p: &Policy) -> Problems {
             out.at(&at, ".name", format!("route `{}` is defined twice", r.name));
         }
         if let Some(d) = default_at {
-            out.push(
-                at.clone(),
+            out.at(
+                &at,
+                "",
                 format!(
                     "unreachable: routes[{d}] (`default`) matches every request before this one"
                 ),
@@ -126,8 +130,9 @@ pub(crate) fn problems(p: &Policy) -> Problems {
         }
         match (&r.matcher, r.name == DEFAULT_ROUTE) {
             (None, true) => default_at = Some(i),
-            (None, false) => out.push(
-                at.clone(),
+            (None, false) => out.at(
+                &at,
+                "",
                 "a route needs `match` (only the route named `default` matches everything)",
             ),
             (Some(_), true) => out.at(
@@ -214,8 +219,9 @@ fn check_match(m: &RouteMatch, at: &str, out: &mut Problems) {
     }
     for k in m.headers.keys() {
         if !is_header_name(k) || k.bytes().any(|b| b.is_ascii_uppercase()) {
-            out.push(
-                format!("{at}.headers.{k}"),
+            out.at(
+                at,
+                &concat(&[".headers.", k]),
                 "header names must be lower-case tokens",
             );
         }
