@@ -19,6 +19,7 @@
 //! Must not know any filter's policy; only context ids, callbacks and call tokens.
 
 use std::cell::UnsafeCell;
+use std::ptr::NonNull;
 
 pub use log::LevelFilter;
 
@@ -129,16 +130,47 @@ impl<T> Global<T> {
     }
 }
 
-/// A worker's contexts: its root contexts and its streams, each taken out of its slot while
-/// one of its callbacks runs (`None` = busy).
+/// Callbacks running at once (a callback and the ones nested in it): deeper nesting gets the
+/// default answer.
+const MAX_DEPTH: usize = 8;
+
+/// A context whose callback is running, and whether it was deleted meanwhile.
+#[derive(Clone, Copy)]
+struct Running {
+    id: u32,
+    deleted: bool,
+}
+
+/// A worker's contexts: its root contexts and its streams, each a heap block owned through
+/// a raw pointer (made by `Box::into_raw`, freed by `Box::from_raw` exactly once), so the
+/// tables can move and grow while a context's callback runs without touching the context.
+/// The contexts whose callbacks are running are kept in `running`: a nested callback for one
+/// of them is refused, and deleting one only takes it out of its table; it is freed when its
+/// callback returns. One table lookup per callback.
 pub struct Worker<R: RootContext> {
-    roots: Vec<(u32, Option<Box<R>>)>,
-    streams: IdMap<Option<Box<R::Stream>>>,
+    roots: Vec<(u32, NonNull<R>)>,
+    streams: IdMap<NonNull<R::Stream>>,
+    running: [Running; MAX_DEPTH],
+    depth: usize,
 }
 
 impl<R: RootContext> Default for Worker<R> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<R: RootContext> Drop for Worker<R> {
+    fn drop(&mut self) {
+        // No callback runs while the worker is dropped, so every context is ours to free.
+        for (_, r) in self.roots.drain(..) {
+            // SAFETY: made by Box::into_raw in `context_create`, freed only here or in `free`.
+            drop(unsafe { Box::from_raw(r.as_ptr()) });
+        }
+        for s in self.streams.drain() {
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(s.as_ptr()) });
+        }
     }
 }
 
@@ -148,15 +180,83 @@ impl<R: RootContext> Worker<R> {
         Self {
             roots: Vec::new(),
             streams: IdMap::new(),
+            running: [Running {
+                id: 0,
+                deleted: false,
+            }; MAX_DEPTH],
+            depth: 0,
         }
     }
 
-    fn root_slot(&mut self, id: u32) -> Option<&mut Option<Box<R>>> {
-        self.roots
-            .iter_mut()
-            .find(|(k, _)| *k == id)
-            .map(|(_, r)| r)
+    fn root(&self, id: u32) -> Option<NonNull<R>> {
+        self.roots.iter().find(|(k, _)| *k == id).map(|(_, r)| *r)
     }
+
+    /// Stream `id`, marked running; `None` when there is none or it is running already.
+    /// One per worker type (not per callback): the lookup and `enter` are inlined here only.
+    #[inline(never)]
+    fn begin_stream(&mut self, id: u32) -> Option<NonNull<R::Stream>> {
+        let p = *self.streams.get_mut(id)?;
+        self.enter(id).then_some(p)
+    }
+
+    /// Root `id`, marked running; `None` when there is none or it is running already.
+    #[inline(never)]
+    fn begin_root(&mut self, id: u32) -> Option<NonNull<R>> {
+        let p = self.root(id)?;
+        self.enter(id).then_some(p)
+    }
+
+    /// Marks `id` running; false when it already is (or nesting is too deep).
+    #[inline(always)]
+    fn enter(&mut self, id: u32) -> bool {
+        let depth = self.depth;
+        let busy = depth > 0
+            && self
+                .running
+                .get(..depth)
+                .is_none_or(|r| r.iter().any(|r| r.id == id));
+        match self.running.get_mut(depth) {
+            Some(slot) if !busy => {
+                *slot = Running { id, deleted: false };
+                self.depth = depth + 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the innermost running callback: true when its context was deleted meanwhile.
+    #[inline(always)]
+    fn leave(&mut self) -> bool {
+        self.depth = self.depth.saturating_sub(1);
+        self.running.get(self.depth).is_some_and(|r| r.deleted)
+    }
+
+    /// Marks `id` deleted if its callback is running (then it is freed by `leave`'s caller).
+    fn defer_delete(&mut self, id: u32) -> bool {
+        let depth = self.depth;
+        match self
+            .running
+            .get_mut(..depth)
+            .and_then(|r| r.iter_mut().find(|r| r.id == id))
+        {
+            Some(r) => {
+                r.deleted = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Frees a context made by `Box::into_raw`.
+///
+/// # Safety
+/// `p` came from `Box::into_raw`, is in no table any more and no callback of it runs.
+unsafe fn free<C>(p: NonNull<C>) {
+    // SAFETY: see the contract.
+    drop(unsafe { Box::from_raw(p.as_ptr()) });
 }
 
 /// Logs a callback for a context the worker does not hold (or that is running already).
@@ -165,7 +265,25 @@ fn unknown(what: &str, id: u32) {
     log::debug!("meshward: {what} for unknown or busy context {id}: default answer");
 }
 
-/// Runs `f` on stream `id` (taken out of the table meanwhile); `missing` when there is none.
+/// Runs `f` on context `p`, which [`Worker::begin_stream`] or [`Worker::begin_root`] marked
+/// running; frees it afterwards if it was deleted meanwhile.
+fn run<R: RootContext, C, T>(
+    w: &Global<Worker<R>>,
+    p: NonNull<C>,
+    f: impl FnOnce(&mut C) -> T,
+) -> T {
+    // SAFETY: `p` is a live context (in its table, or deleted while running, which defers
+    // its free to the end of that callback); it is marked running, so no other `&mut` to it
+    // is made until `leave` (a nested callback for it is refused by `enter`).
+    let out = f(unsafe { &mut *p.as_ptr() });
+    if w.with(|w| w.leave()) {
+        // SAFETY: deleted during its callback: out of its table, and the callback is over.
+        unsafe { free(p) };
+    }
+    out
+}
+
+/// Runs `f` on stream `id`; `missing` (and a log line) when there is none.
 fn on_stream<R: RootContext, T>(
     w: &Global<Worker<R>>,
     id: u32,
@@ -173,32 +291,23 @@ fn on_stream<R: RootContext, T>(
     missing: T,
     f: impl FnOnce(&mut R::Stream) -> T,
 ) -> T {
-    let Some(mut s) = w.with(|w| w.streams.get_mut(id).and_then(Option::take)) else {
-        unknown(what, id);
-        return missing;
-    };
-    let out = f(&mut s);
-    // Put back; if the stream was deleted meanwhile, it is dropped here, outside `with`.
-    let _deleted = w.with(|w| match w.streams.get_mut(id) {
-        Some(slot) => slot.replace(s),
-        None => Some(s),
-    });
-    out
+    match w.with(|w| w.begin_stream(id)) {
+        Some(p) => run(w, p, f),
+        None => {
+            unknown(what, id);
+            missing
+        }
+    }
 }
 
-/// Runs `f` on root `id` (taken out meanwhile); `None` when there is none.
+/// Runs `f` on root `id`; `None` when there is none.
 fn on_root<R: RootContext, T>(
     w: &Global<Worker<R>>,
     id: u32,
     f: impl FnOnce(&mut R) -> T,
 ) -> Option<T> {
-    let mut r = w.with(|w| w.root_slot(id).and_then(Option::take))?;
-    let out = f(&mut r);
-    let _deleted = w.with(|w| match w.root_slot(id) {
-        Some(slot) => slot.replace(r),
-        None => Some(r),
-    });
-    Some(out)
+    let p = w.with(|w| w.begin_root(id))?;
+    Some(run(w, p, f))
 }
 
 /// Runs `stream` on `id` if it is a stream, else `root` if it is a root; `None` if neither.
@@ -208,12 +317,10 @@ fn on_any<R: RootContext, T>(
     stream: impl FnOnce(&mut R::Stream) -> T,
     root: impl FnOnce(&mut R) -> T,
 ) -> Option<T> {
-    if w.with(|w| w.streams.get_mut(id).is_some()) {
-        let mut out = None;
-        on_stream(w, id, "callback", (), |s| out = Some(stream(s)));
-        return out;
+    match w.with(|w| w.begin_stream(id)) {
+        Some(p) => Some(run(w, p, stream)),
+        None => on_root(w, id, root),
     }
-    on_root(w, id, root)
 }
 
 // ---- The dispatch of each export (called by the code `filter!` generates). ----
@@ -234,24 +341,38 @@ pub fn initialize(level: LevelFilter) {
 }
 
 /// `proxy_on_context_create`: a root context when `parent` is 0, else a stream of root
-/// `parent`.
+/// `parent`. An id already in use gets the new context (the old one is dropped).
 #[doc(hidden)]
 pub fn context_create<R: RootContext>(w: &Global<Worker<R>>, id: u32, parent: u32) {
     if parent == 0 {
-        let root = Box::new(R::default());
-        let _replaced = w.with(|w| match w.root_slot(id) {
-            Some(slot) => slot.replace(root),
-            None => {
-                w.roots.push((id, Some(root)));
-                None
-            }
+        let root = NonNull::from(Box::leak(Box::new(R::default())));
+        let old = w.with(|w| {
+            let old = match w.roots.iter_mut().find(|(k, _)| *k == id) {
+                Some((_, r)) => std::mem::replace(r, root),
+                None => {
+                    w.roots.push((id, root));
+                    return None;
+                }
+            };
+            (!w.defer_delete(id)).then_some(old)
         });
+        if let Some(old) = old {
+            // SAFETY: out of its table and not running.
+            unsafe { free(old) };
+        }
         return;
     }
     match on_root(w, parent, |r| r.create_stream(id)) {
         Some(Some(s)) => {
-            let s = Box::new(s);
-            let _replaced = w.with(|w| w.streams.insert(id, Some(s)));
+            let s = NonNull::from(Box::leak(Box::new(s)));
+            let old = w.with(|w| {
+                let old = w.streams.insert(id, s)?;
+                (!w.defer_delete(id)).then_some(old)
+            });
+            if let Some(old) = old {
+                // SAFETY: out of its table and not running.
+                unsafe { free(old) };
+            }
         }
         Some(None) => log::debug!("meshward: no context for stream {id} (root {parent})"),
         None => unknown("context_create", parent),
@@ -328,19 +449,36 @@ pub fn done<R: RootContext>(w: &Global<Worker<R>>, id: u32) -> bool {
     })
 }
 
-/// `proxy_on_delete`: the context is dropped (after its callback, if one is running).
+/// `proxy_on_delete`: the context is freed (when its callback returns, if one is running).
 #[doc(hidden)]
 pub fn delete<R: RootContext>(w: &Global<Worker<R>>, id: u32) {
-    let stream = w.with(|w| w.streams.remove(id));
-    if stream.is_some() {
-        return;
+    enum Gone<R: RootContext> {
+        Stream(NonNull<R::Stream>),
+        Root(NonNull<R>),
+        Deferred,
+        Unknown,
     }
-    let root = w.with(|w| {
-        let i = w.roots.iter().position(|(k, _)| *k == id)?;
-        Some(w.roots.swap_remove(i))
+    let gone = w.with(|w| {
+        let gone = if let Some(s) = w.streams.remove(id) {
+            Gone::Stream(s)
+        } else if let Some(i) = w.roots.iter().position(|(k, _)| *k == id) {
+            Gone::Root(w.roots.swap_remove(i).1)
+        } else {
+            return Gone::Unknown;
+        };
+        if w.defer_delete(id) {
+            Gone::Deferred
+        } else {
+            gone
+        }
     });
-    if root.is_none() {
-        unknown("delete", id);
+    match gone {
+        // SAFETY: out of its table and not running.
+        Gone::Stream(p) => unsafe { free(p) },
+        // SAFETY: as above.
+        Gone::Root(p) => unsafe { free(p) },
+        Gone::Deferred => {}
+        Gone::Unknown => unknown("delete", id),
     }
 }
 
@@ -608,8 +746,8 @@ mod tests {
             w.with(|w| {
                 w.roots
                     .first()
-                    .and_then(|(_, r)| r.as_ref())
-                    .map(|r| r.seen.borrow().clone())
+                    // SAFETY: a live root, read while no callback runs.
+                    .map(|(_, r)| unsafe { r.as_ref() }.seen.borrow().clone())
             })
         })
         .unwrap_or_default()

@@ -24,6 +24,9 @@ impl<V> Default for IdMap<V> {
 /// The smallest table.
 const MIN_SLOTS: usize = 16;
 
+/// "No slot" from [`IdMap::probe`].
+const ABSENT: usize = usize::MAX;
+
 impl<V> IdMap<V> {
     /// Empty (allocates on the first insert).
     pub const fn new() -> Self {
@@ -51,27 +54,40 @@ impl<V> IdMap<V> {
         (id.wrapping_mul(0x9E37_79B9) >> (32 - bits).min(31)) as usize
     }
 
-    /// The slot holding `id`.
+    /// The slot holding `id`: the last hit's slot when it still holds `id` (inlined: one
+    /// stream's callbacks come in a row), else a probe.
+    #[inline(always)]
     fn find(&self, id: u32) -> Option<usize> {
-        if let Some(Some((k, _))) = self.slots.get(self.last) {
-            if *k == id {
-                return Some(self.last);
+        match self.slots.get(self.last) {
+            Some(Some((k, _))) if *k == id => Some(self.last),
+            _ => {
+                let i = self.probe(id);
+                (i != ABSENT).then_some(i)
             }
         }
-        let mask = self.slots.len().checked_sub(1)?;
+    }
+
+    /// The slot holding `id` by linear probing from its home, [`ABSENT`] if none (a plain
+    /// number: returned in a register, not through memory as an `Option<usize>` would be).
+    #[inline(never)]
+    fn probe(&self, id: u32) -> usize {
+        let Some(mask) = self.slots.len().checked_sub(1) else {
+            return ABSENT;
+        };
         let mut i = self.home(id);
         // Bounded: the table is never full (3/4 load at most).
         for _ in 0..self.slots.len() {
-            match self.slots.get(i)? {
-                Some((k, _)) if *k == id => return Some(i),
-                Some(_) => i = (i + 1) & mask,
-                None => return None,
+            match self.slots.get(i) {
+                Some(Some((k, _))) if *k == id => return i,
+                Some(Some(_)) => i = (i + 1) & mask,
+                _ => return ABSENT,
             }
         }
-        None
+        ABSENT
     }
 
     /// The value of `id`.
+    #[inline(always)]
     pub fn get_mut(&mut self, id: u32) -> Option<&mut V> {
         let i = self.find(id)?;
         self.last = i;
@@ -128,6 +144,12 @@ impl<V> IdMap<V> {
             j = (j + 1) & mask;
         }
         Some(value)
+    }
+
+    /// Removes every id; their values.
+    pub fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+        self.len = 0;
+        self.slots.drain(..).flatten().map(|(_, v)| v)
     }
 
     /// Doubles the table (16 slots the first time) and re-places every entry.
