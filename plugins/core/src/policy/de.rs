@@ -160,25 +160,27 @@ impl DeError {
     /// ...` (`variant`), with serde's list of the names.
     pub(super) fn unknown(kind: &str, name: &str, expected: &[&str]) -> Self {
         let mut m = text::concat(&["unknown ", kind, " `", name, "`"]);
-        match expected {
-            [] => m.push_str(if kind == "field" {
+        let n = expected.len();
+        if n == 0 {
+            m.push_str(if kind == "field" {
                 ", there are no fields"
             } else {
                 ", there are no variants"
-            }),
-            [one] => m.push_str(&text::concat(&[", expected `", one, "`"])),
-            [a, b] => m.push_str(&text::concat(&[", expected `", a, "` or `", b, "`"])),
-            _ => {
-                m.push_str(", expected one of ");
-                for (i, alt) in expected.iter().enumerate() {
-                    if i > 0 {
-                        m.push_str(", ");
-                    }
-                    m.push('`');
-                    m.push_str(alt);
-                    m.push('`');
-                }
+            });
+        } else {
+            m.push_str(if n > 2 {
+                ", expected one of "
+            } else {
+                ", expected "
+            });
+        }
+        for (i, alt) in expected.iter().enumerate() {
+            if i > 0 {
+                m.push_str(if n == 2 { " or " } else { ", " });
             }
+            m.push('`');
+            m.push_str(alt);
+            m.push('`');
         }
         DeError::new(m)
     }
