@@ -892,6 +892,7 @@ impl Worker {
         Ok((slot, s))
     }
 
+    #[inline]
     fn flow(&self, slot: u32, response: bool) -> Flow {
         let Some(s) = self.core_ref().stream(slot) else {
             return Flow::Reset;
