@@ -19,6 +19,7 @@ use crate::logs::LogLevel;
 use crate::pairs::Headers;
 use crate::spec::FailStrategy;
 use crate::stream::{Flow, HttpStream, LocalReply, PluginCtx, StreamId, StreamProps, StreamView};
+use crate::trap::TrapReport;
 use crate::vm::{CallCtx, CallKind, Trapped, Vm};
 use crate::worker_core::{Action, CalloutKind, Event, WorkerCore};
 
@@ -208,7 +209,7 @@ impl Worker {
         let out = match r {
             Ok(v) => Some((v, forced)),
             Err(t) => {
-                self.on_trap(p, t);
+                self.on_trap(p, *t);
                 None
             }
         };
@@ -219,7 +220,7 @@ impl Worker {
     }
 
     #[cold]
-    fn on_trap(&mut self, p: usize, t: Trapped) {
+    fn on_trap(&mut self, p: usize, t: TrapReport) {
         let inner = self.host.inner.clone();
         let msg = format!("Function: {} failed: {}", t.callback, t.message);
         inner.logs.push(
@@ -233,7 +234,7 @@ impl Worker {
             &self.chain[p].inner.spec.root_id,
             &self.chain[p].inner.spec.vm_id,
         );
-        inner.traps.push(*t);
+        inner.traps.push(t);
         inner.stats.failed();
         // The VM is dead (Envoy FailState::RuntimeError): drop it, its timers and callouts.
         self.slots[p].vm = None;
