@@ -126,19 +126,25 @@ impl FromStr for Duration {
     type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &[&str]| invalid("duration", s, why);
-        let t = s.trim();
-        let (num, unit) = split_number(t);
-        if num.is_empty() || unit.is_empty() {
-            return Err(bad(&[
+        let (num, unit) = split_number(s.trim());
+        // Why `s` is refused, in pieces: one `invalid` call for every refusal.
+        let why: [&str; 3] = if num.is_empty() || unit.is_empty() {
+            [
                 "expected an integer and a unit, e.g. `250ms`, `60s`, `5m`",
-            ]));
-        }
-        let n = parse_u64(num).ok_or_else(|| bad(&["number too large"]))?;
-        let per = unit_nanos(unit)
-            .ok_or_else(|| bad(&["unknown unit `", unit, "` (use ns, us, ms, s, m, h, d)"]))?;
-        let nanos = n.checked_mul(per).ok_or_else(|| bad(&["too large"]))?;
-        Ok(Self { nanos })
+                "",
+                "",
+            ]
+        } else {
+            match (parse_u64(num), unit_nanos(unit)) {
+                (None, _) => ["number too large", "", ""],
+                (Some(_), None) => ["unknown unit `", unit, "` (use ns, us, ms, s, m, h, d)"],
+                (Some(n), Some(per)) => match n.checked_mul(per) {
+                    Some(nanos) => return Ok(Self { nanos }),
+                    None => ["too large", "", ""],
+                },
+            }
+        };
+        Err(invalid("duration", s, &why))
     }
 }
 
@@ -230,7 +236,7 @@ impl FromStr for Rate {
     type Err = UnitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| {
+        parse_rate(s).map_err(|why| {
             invalid(
                 "rate",
                 s,
@@ -239,30 +245,32 @@ impl FromStr for Rate {
                     " (expected e.g. `100/s`, `6000/min`, `10/h`, `500/10s`)",
                 ],
             )
-        };
-        let (count, per) = split_at_byte(s.trim(), b'/').ok_or_else(|| bad("missing `/`"))?;
-        let count =
-            parse_u64(count.trim()).ok_or_else(|| bad("the count must be a whole number"))?;
-        if count == 0 {
-            return Err(bad("the count must be greater than zero"));
-        }
-        let per = per.trim();
-        let (mult, unit) = split_number(per);
-        let mult = if mult.is_empty() {
-            1
-        } else {
-            parse_u64(mult).ok_or_else(|| bad("period too large"))?
-        };
-        let unit_ns = unit_nanos(unit).ok_or_else(|| bad("unknown period unit"))?;
-        let period_nanos = mult
-            .checked_mul(unit_ns)
-            .filter(|p| *p > 0)
-            .ok_or_else(|| bad("the period must be greater than zero and not overflow"))?;
-        Ok(Self {
-            count,
-            period_nanos,
         })
     }
+}
+
+/// A rate, or why not (one message built for every refusal).
+fn parse_rate(s: &str) -> Result<Rate, &'static str> {
+    let (count, per) = split_at_byte(s.trim(), b'/').ok_or("missing `/`")?;
+    let count = parse_u64(count.trim()).ok_or("the count must be a whole number")?;
+    if count == 0 {
+        return Err("the count must be greater than zero");
+    }
+    let (mult, unit) = split_number(per.trim());
+    let mult = if mult.is_empty() {
+        1
+    } else {
+        parse_u64(mult).ok_or("period too large")?
+    };
+    let unit_ns = unit_nanos(unit).ok_or("unknown period unit")?;
+    let period_nanos = mult
+        .checked_mul(unit_ns)
+        .filter(|p| *p > 0)
+        .ok_or("the period must be greater than zero and not overflow")?;
+    Ok(Rate {
+        count,
+        period_nanos,
+    })
 }
 
 impl TryFrom<String> for Rate {
