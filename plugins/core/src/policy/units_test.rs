@@ -67,3 +67,47 @@ fn parse_u64_reads_what_u64_from_str_reads() {
     assert_eq!(split_at_byte("a/b/c", b'/'), Some(("a", "b/c")));
     assert_eq!(split_at_byte("abc", b'/'), None);
 }
+
+#[test]
+fn refusals_are_worded_exactly() {
+    let rate = |s: &str| s.parse::<Rate>().unwrap_err().to_string();
+    let tail = " (expected e.g. `100/s`, `6000/min`, `10/h`, `500/10s`)";
+    assert_eq!(rate("10"), format!("invalid rate `10`: missing `/`{tail}"));
+    assert_eq!(
+        rate("x/s"),
+        format!("invalid rate `x/s`: the count must be a whole number{tail}")
+    );
+    assert_eq!(
+        rate("0/s"),
+        format!("invalid rate `0/s`: the count must be greater than zero{tail}")
+    );
+    assert_eq!(
+        rate("1/99999999999999999999s"),
+        format!("invalid rate `1/99999999999999999999s`: period too large{tail}")
+    );
+    assert_eq!(
+        rate("1/fortnight"),
+        format!("invalid rate `1/fortnight`: unknown period unit{tail}")
+    );
+    assert_eq!(
+        rate("1/0s"),
+        format!("invalid rate `1/0s`: the period must be greater than zero and not overflow{tail}")
+    );
+    let duration = |s: &str| s.parse::<Duration>().unwrap_err().to_string();
+    assert_eq!(
+        duration("ms"),
+        "invalid duration `ms`: expected an integer and a unit, e.g. `250ms`, `60s`, `5m`"
+    );
+    assert_eq!(
+        duration("99999999999999999999s"),
+        "invalid duration `99999999999999999999s`: number too large"
+    );
+    assert_eq!(
+        duration("2weeks"),
+        "invalid duration `2weeks`: unknown unit `weeks` (use ns, us, ms, s, m, h, d)"
+    );
+    assert_eq!(
+        duration("999999999999d"),
+        "invalid duration `999999999999d`: too large"
+    );
+}
