@@ -194,6 +194,10 @@ pub(crate) struct Dir {
     pub(crate) aborted: bool,
     /// Total body bytes received from outside.
     pub(crate) received: usize,
+    /// Body input (a chunk or an end of stream) or a local reply's body reached this direction
+    /// since the last reset; every write to `buf` follows one of those, so without it the
+    /// chunks are all empty.
+    pub(crate) body_seen: bool,
     /// Header entry buffers kept for reuse by the next stream in this slot.
     pub(crate) pool: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -229,8 +233,13 @@ impl Dir {
             self.buf.resize_with(n + 1, Vec::new);
             self.buf.truncate(n + 1);
         }
-        for b in &mut self.buf {
-            b.clear();
+        // Chunks hold bytes only after body activity (input, a local reply's body): most
+        // streams skip the loop.
+        if self.body_seen {
+            for b in &mut self.buf {
+                b.clear();
+            }
+            self.body_seen = false;
         }
         self.fresh = Positions::default();
         self.eos = Positions::default();

@@ -570,7 +570,6 @@ impl Worker {
 
     fn drive(&mut self, slot: u32, response: bool) {
         let n = self.slots.len();
-        let limit = self.host.inner.buffer_limit;
         let mut pos = 0;
         let mut guard = 0usize;
         while pos < n {
@@ -604,16 +603,8 @@ impl Worker {
                     self.stream_call(slot, p, response, step, ctx, tcp)
                 }
             };
-            if outcome == Outcome::Failed {
-                let already = self
-                    .core_ref()
-                    .stream(slot)
-                    .is_some_and(|s| s.local_reply_sent);
-                if !already {
-                    self.apply_local_reply(slot, fail_reply(p));
-                    return;
-                }
-                // During a local reply's response pass a failed plugin is skipped.
+            if outcome == Outcome::Failed && self.fail_stream(slot, p) {
+                return;
             }
             let Some(s) = self.core().stream_mut(slot) else {
                 return;
@@ -641,16 +632,7 @@ impl Worker {
                     if go {
                         Self::move_body(d, pos);
                     } else {
-                        d.body_paused.set(pos, true);
-                        // Envoy: StopIterationAndBuffer moves the data into the stream's
-                        // buffer, a watermark buffer whose high mark is the buffer limit; past
-                        // it, with the filters not streaming, the filter manager replies 413
-                        // (request) / 500 (response). A pause in headers buffers the body as
-                        // StopAllIterationAndWatermark instead: flow control, no reply.
-                        let buffered: usize = d.buf[..d.n].iter().map(Vec::len).sum();
-                        if buffered > limit && !s.tcp && !s.local_reply_sent {
-                            self.apply_local_reply(slot, too_large_reply(response, p));
-                        }
+                        self.body_paused(slot, response, pos, p);
                         return;
                     }
                 }
@@ -668,6 +650,41 @@ impl Worker {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Plugin `p` failed on this stream: the 503 goes out unless a local reply is already
+    /// under way (during a local reply's response pass a failed plugin is skipped). True when
+    /// the reply was sent (the drive stops).
+    #[cold]
+    #[inline(never)]
+    fn fail_stream(&mut self, slot: u32, p: usize) -> bool {
+        let already = self
+            .core_ref()
+            .stream(slot)
+            .is_some_and(|s| s.local_reply_sent);
+        if !already {
+            self.apply_local_reply(slot, fail_reply(p));
+        }
+        !already
+    }
+
+    /// A body callback of plugin `p` at `pos` paused. Envoy: StopIterationAndBuffer moves the
+    /// data into the stream's buffer, a watermark buffer whose high mark is the buffer limit;
+    /// past it, with the filters not streaming, the filter manager replies 413 (request) / 500
+    /// (response). A pause in headers buffers the body as StopAllIterationAndWatermark
+    /// instead: flow control, no reply. Out of line: `drive`'s usual path is headers.
+    #[inline(never)]
+    fn body_paused(&mut self, slot: u32, response: bool, pos: usize, p: usize) {
+        let limit = self.host.inner.buffer_limit;
+        let Some(s) = self.core().stream_mut(slot) else {
+            return;
+        };
+        let d = if response { &mut s.resp } else { &mut s.req };
+        d.body_paused.set(pos, true);
+        let buffered: usize = d.buf[..d.n].iter().map(Vec::len).sum();
+        if buffered > limit && !s.tcp && !s.local_reply_sent {
+            self.apply_local_reply(slot, too_large_reply(response, p));
         }
     }
 
@@ -732,6 +749,7 @@ impl Worker {
         let direct = s.resp.started;
         s.req.aborted = true;
         s.resp.reset(n);
+        s.resp.body_seen = true;
         // Built in the direction's own map from its pooled entries (the reset moved the old
         // ones there): no allocation per header once the slot has seen a few streams.
         let crate::stream::Dir { headers, pool, .. } = &mut s.resp;
@@ -1776,6 +1794,7 @@ fn too_large_reply(response: bool, plugin: usize) -> LocalReply {
 }
 
 fn push_data(d: &mut crate::stream::Dir, data: &[u8], eos: bool) {
+    d.body_seen = true;
     d.buf[0].extend_from_slice(data);
     d.received += data.len();
     if eos {
