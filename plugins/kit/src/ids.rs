@@ -1,4 +1,5 @@
-//! A small map from host-given `u32` ids (context ids, call tokens) to values: open
+//! A small map from host-given `u32` ids (context ids, call tokens) or other integer keys
+//! that are already well spread (`u64` hashes) to values: open
 //! addressing with linear probing over a power-of-two table, Fibonacci hashing (ids are
 //! mostly consecutive), deletion by backward shift (no tombstones), and the slot of the last
 //! hit remembered, since one stream's callbacks arrive in a row. Replaces the SDK
@@ -6,16 +7,34 @@
 //! bytes of code and no hashing of a hash map's seed. Grows at 3/4 load and never shrinks:
 //! its memory is bounded by the most ids live at once. Must not know what the ids mean.
 
-/// Ids to `V`s.
+/// An integer key of an [`IdMap`].
+pub trait Id: Copy + Eq {
+    /// The key as 64 bits (Fibonacci hashing spreads them).
+    fn bits(self) -> u64;
+}
+
+impl Id for u32 {
+    fn bits(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Id for u64 {
+    fn bits(self) -> u64 {
+        self
+    }
+}
+
+/// Ids (`K`) to `V`s.
 #[derive(Debug)]
-pub struct IdMap<V> {
-    slots: Vec<Option<(u32, V)>>,
+pub struct IdMap<V, K = u32> {
+    slots: Vec<Option<(K, V)>>,
     len: usize,
     /// The slot of the last id found or inserted (a hint, checked before use).
     last: usize,
 }
 
-impl<V> Default for IdMap<V> {
+impl<V, K: Id> Default for IdMap<V, K> {
     fn default() -> Self {
         Self::new()
     }
@@ -27,7 +46,7 @@ const MIN_SLOTS: usize = 16;
 /// "No slot" from [`IdMap::probe`].
 const ABSENT: usize = usize::MAX;
 
-impl<V> IdMap<V> {
+impl<V, K: Id> IdMap<V, K> {
     /// Empty (allocates on the first insert).
     pub const fn new() -> Self {
         Self {
@@ -48,16 +67,16 @@ impl<V> IdMap<V> {
     }
 
     /// Where `id` would sit in an empty table: the top bits of its Fibonacci hash.
-    fn home(&self, id: u32) -> usize {
+    fn home(&self, id: K) -> usize {
         let bits = self.slots.len().trailing_zeros();
-        // A table has at least 16 slots, so the shift is below 32.
-        (id.wrapping_mul(0x9E37_79B9) >> (32 - bits).min(31)) as usize
+        // A table has at least 16 slots, so the shift is below 64.
+        (id.bits().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits).min(63)) as usize
     }
 
     /// The slot holding `id`: the last hit's slot when it still holds `id` (inlined: one
     /// stream's callbacks come in a row), else a probe.
     #[inline(always)]
-    fn find(&self, id: u32) -> Option<usize> {
+    fn find(&self, id: K) -> Option<usize> {
         match self.slots.get(self.last) {
             Some(Some((k, _))) if *k == id => Some(self.last),
             _ => {
@@ -70,7 +89,7 @@ impl<V> IdMap<V> {
     /// The slot holding `id` by linear probing from its home, [`ABSENT`] if none (a plain
     /// number: returned in a register, not through memory as an `Option<usize>` would be).
     #[inline(never)]
-    fn probe(&self, id: u32) -> usize {
+    fn probe(&self, id: K) -> usize {
         let Some(mask) = self.slots.len().checked_sub(1) else {
             return ABSENT;
         };
@@ -88,14 +107,14 @@ impl<V> IdMap<V> {
 
     /// The value of `id`.
     #[inline(always)]
-    pub fn get_mut(&mut self, id: u32) -> Option<&mut V> {
+    pub fn get_mut(&mut self, id: K) -> Option<&mut V> {
         let i = self.find(id)?;
         self.last = i;
         self.slots.get_mut(i)?.as_mut().map(|(_, v)| v)
     }
 
     /// Sets `id` to `value`; the value it replaces, if any.
-    pub fn insert(&mut self, id: u32, value: V) -> Option<V> {
+    pub fn insert(&mut self, id: K, value: V) -> Option<V> {
         if let Some(i) = self.find(id) {
             self.last = i;
             let slot = self.slots.get_mut(i)?.as_mut()?;
@@ -123,7 +142,7 @@ impl<V> IdMap<V> {
     }
 
     /// Removes `id`; its value, if it was there.
-    pub fn remove(&mut self, id: u32) -> Option<V> {
+    pub fn remove(&mut self, id: K) -> Option<V> {
         let mut hole = self.find(id)?;
         let (_, value) = self.slots.get_mut(hole)?.take()?;
         self.len -= 1;
@@ -144,6 +163,32 @@ impl<V> IdMap<V> {
             j = (j + 1) & mask;
         }
         Some(value)
+    }
+
+    /// The value of `id` (the last-hit hint is left as it is).
+    pub fn get(&self, id: K) -> Option<&V> {
+        let i = self.find(id)?;
+        self.slots.get(i)?.as_ref().map(|(_, v)| v)
+    }
+
+    /// Every id and its value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
+        self.slots.iter().flatten().map(|(k, v)| (*k, v))
+    }
+
+    /// Keeps only the entries `keep` says yes to (re-placing them in a fresh table of the
+    /// same size).
+    pub fn retain(&mut self, mut keep: impl FnMut(K, &V) -> bool) {
+        let size = self.slots.len();
+        let old = std::mem::take(&mut self.slots);
+        self.slots.reserve_exact(size);
+        self.slots.resize_with(size, || None);
+        self.len = 0;
+        for (k, v) in old.into_iter().flatten() {
+            if keep(k, &v) {
+                let _ = self.insert(k, v);
+            }
+        }
     }
 
     /// Removes every id; their values.
@@ -195,7 +240,7 @@ mod tests {
     fn colliding_ids_survive_removals_anywhere_in_their_run() {
         // Ids that share a home slot in a 16-slot table, removed in every order.
         let mut same_home = Vec::new();
-        let probe: IdMap<u32> = IdMap {
+        let probe: IdMap<u32, u32> = IdMap {
             slots: (0..16).map(|_| None).collect(),
             len: 0,
             last: 0,
@@ -218,6 +263,21 @@ mod tests {
                 assert_eq!(m.get_mut(id).copied(), want);
             }
         }
+    }
+
+    #[test]
+    fn u64_keys_retain_and_iterate() {
+        let mut m: IdMap<u64, u64> = IdMap::new();
+        for k in 0..100u64 {
+            m.insert(k.wrapping_mul(0x1234_5678_9abc_def1), k);
+        }
+        m.retain(|_, v| v % 3 == 0);
+        assert_eq!(m.len(), 34);
+        let mut kept: Vec<u64> = m.iter().map(|(_, v)| *v).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, (0..100).step_by(3).collect::<Vec<_>>());
+        assert_eq!(m.get(3u64.wrapping_mul(0x1234_5678_9abc_def1)), Some(&3));
+        assert_eq!(m.get(4u64.wrapping_mul(0x1234_5678_9abc_def1)), None);
     }
 
     #[test]

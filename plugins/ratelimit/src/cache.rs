@@ -1,14 +1,15 @@
 //! OVER_LIMIT answers of the global service, kept until the reset the service announced, so
 //! a client that is over a global limit is refused locally without another call
 //! (envoyproxy/ratelimit's local cache idea). Bounded: when full, expired entries go first,
-//! then the one expiring soonest.
+//! then the one expiring soonest. The keys are already hashes, so kit's `IdMap` (Fibonacci
+//! spreading, no hasher) holds them.
 
-use hashbrown_sdk::HashMap;
+use meshward_kit::ids::IdMap;
 
 /// Descriptor hash -> over limit until (ns).
 #[derive(Debug, Default)]
 pub struct OverLimitCache {
-    until: HashMap<u64, u64>,
+    until: IdMap<u64, u64>,
     cap: usize,
 }
 
@@ -16,7 +17,7 @@ impl OverLimitCache {
     /// At most `cap` entries (0 disables the cache).
     pub fn new(cap: usize) -> Self {
         Self {
-            until: HashMap::new(),
+            until: IdMap::new(),
             cap,
         }
     }
@@ -24,7 +25,7 @@ impl OverLimitCache {
     /// Ns left while `key` is known to be over its limit.
     pub fn over(&self, key: u64, now: u64) -> Option<u64> {
         self.until
-            .get(&key)
+            .get(key)
             .and_then(|u| u.checked_sub(now))
             .filter(|left| *left > 0)
     }
@@ -34,11 +35,11 @@ impl OverLimitCache {
         if self.cap == 0 {
             return;
         }
-        if self.until.len() >= self.cap && !self.until.contains_key(&key) {
+        if self.until.len() >= self.cap && self.until.get(key).is_none() {
             self.until.retain(|_, u| *u > now);
             if self.until.len() >= self.cap {
-                if let Some(k) = self.until.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k) {
-                    self.until.remove(&k);
+                if let Some(k) = self.until.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k) {
+                    self.until.remove(k);
                 }
             }
         }

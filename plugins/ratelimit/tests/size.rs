@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Ceiling for the optimized module, bytes. Issue 3's goal is 150 000; this build measures
-/// about 148 500 since kit's direct ABI layer replaced the proxy-wasm SDK (README "Rate
-/// limiting" lists what the rest is made of). Lower it as the module shrinks; never raise it
-/// without saying why in the commit.
-const MAX_OPTIMIZED_BYTES: u64 = 150_000;
+/// about 144 400 since kit's direct ABI layer replaced the proxy-wasm SDK and its hashbrown
+/// (README "Rate limiting" lists what the rest is made of). Lower it as the module shrinks;
+/// never raise it without saying why in the commit.
+const MAX_OPTIMIZED_BYTES: u64 = 146_000;
 
 /// Same flags as `meshward package`.
 const FLAGS: &[&str] = &["-Oz", "--strip-debug", "--strip-producers"];
