@@ -48,9 +48,17 @@ impl Headers {
         pairs: &[(&str, &str)],
         pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) {
-        if self.0.is_empty() && pool.len() <= pairs.len() {
-            // The whole pool is needed: swap the vectors instead of moving entries.
+        let k = pairs.len();
+        if self.0.is_empty() && pool.len() <= k + REVERSED_MAX {
+            // Swap the vectors instead of moving entries: the pool's front is the slot's
+            // previous headers in order (`Dir::reset`). Entries past the k-th (headers a
+            // plugin added, trailers) go back reversed, so `add_pooled`, which pops from the
+            // end, hands out the one that held the (k+1)-th header before first: usually the
+            // same name, added again by the same plugin.
             std::mem::swap(&mut self.0, pool);
+            if self.0.len() > k {
+                pool.extend(self.0.drain(k..).rev());
+            }
         } else {
             pool.append(&mut self.0);
             let from = pool.len() - pool.len().min(pairs.len());
@@ -110,9 +118,10 @@ impl Headers {
             self.add(name, value);
             return;
         };
-        k.clear();
-        k.extend_from_slice(name);
-        k.make_ascii_lowercase();
+        // Pooled names are lower-case: an equal one is the lower-cased `name` already.
+        if !same_bytes(&k, name) {
+            set_lowercase(&mut k, name);
+        }
         v.clear();
         v.extend_from_slice(value);
         self.0.push((k, v));
@@ -178,6 +187,10 @@ impl Headers {
         serialized_size(self.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 }
+
+/// Pool entries past a map's own count that `fill_pooled` gives back reversed (more are
+/// left where they are: never a move of a large pool per stream).
+const REVERSED_MAX: usize = 16;
 
 /// `buf` = `name` lower-cased: a bulk copy, then lower-casing in place (a tight loop instead of
 /// a per-byte push). Out of line: the vector constants of the lower-casing loop are then not

@@ -154,16 +154,30 @@ pub(crate) fn get(st: &VmState, path: &[u8], out: &mut Vec<u8>) -> i32 {
     if let Some(v) = st.host.properties.get(path) {
         return bytes(out, v);
     }
-    let segs: Vec<&[u8]> = path.split(|&b| b == 0).collect();
+    // The segments on the stack: every path known here has at most 3, so a longer one is
+    // looked up as no segments at all (it matches nothing either way).
+    let mut seg_buf: [&[u8]; 4] = [&[]; 4];
+    let mut n = 0;
+    for seg in path.split(|&b| b == 0) {
+        match seg_buf.get_mut(n) {
+            Some(s) => *s = seg,
+            None => {
+                n = 0;
+                break;
+            }
+        }
+        n += 1;
+    }
+    let segs = &seg_buf[..n];
     let spec = &st.plugin.spec;
-    match segs.as_slice() {
+    match segs {
         [b"plugin_name"] => return bytes(out, spec.name.as_bytes()),
         [b"plugin_root_id"] => return bytes(out, spec.root_id.as_bytes()),
         [b"plugin_vm_id"] => return bytes(out, spec.vm_id.as_bytes()),
         _ => {}
     }
     if let Some(s) = stream {
-        if let Some(r) = stream_attr(s, &segs, out) {
+        if let Some(r) = stream_attr(s, segs, out) {
             return r;
         }
         out.clear();

@@ -205,16 +205,12 @@ pub(crate) struct Dir {
 impl Dir {
     pub(crate) fn reset(&mut self, n: usize) {
         self.n = n;
-        // Trailers first, then the headers, at the end of the pool in order
-        // (`Headers::fill_pooled` reuses the end first); into an empty pool by swapping the
-        // vectors, not moving entries. At most `POOL_MAX`
-        // entries are kept: what does not fit is dropped before it is moved (never a shift of
-        // the whole pool: dropping the oldest from the front moved ~12 KB per stream once the
-        // pool was full, e.g. when plugins add response headers on every request).
-        if let Some(t) = self.trailers.as_mut() {
-            t.0.truncate(POOL_MAX.saturating_sub(self.pool.len()));
-            self.pool.append(&mut t.0);
-        }
+        // The headers, then the trailers, in order; into an empty pool (the usual case) by
+        // swapping the vectors, not moving entries, so the pool's front is the previous
+        // headers of this slot in order (`Headers::fill_pooled` reuses them in place). At most
+        // `POOL_MAX` entries are kept: what does not fit is dropped before it is moved (never a
+        // shift of the whole pool: dropping the oldest from the front moved ~12 KB per stream
+        // once the pool was full, e.g. when plugins add response headers on every request).
         if self.pool.is_empty() {
             std::mem::swap(&mut self.pool, &mut self.headers.0);
             self.pool.truncate(POOL_MAX);
@@ -223,6 +219,10 @@ impl Dir {
                 .0
                 .truncate(POOL_MAX.saturating_sub(self.pool.len()));
             self.pool.append(&mut self.headers.0);
+        }
+        if let Some(t) = self.trailers.as_mut() {
+            t.0.truncate(POOL_MAX.saturating_sub(self.pool.len()));
+            self.pool.append(&mut t.0);
         }
         self.started = false;
         self.headers_eos = false;
