@@ -472,6 +472,9 @@ pub fn delete<R: RootContext>(w: &Global<Worker<R>>, id: u32) {
             gone
         }
     });
+    if !matches!(gone, Gone::Unknown) {
+        forget_calls(id);
+    }
     match gone {
         // SAFETY: out of its table and not running.
         Gone::Stream(p) => unsafe { free(p) },
@@ -506,6 +509,27 @@ pub fn grpc_answer<R: RootContext>(w: &Global<Worker<R>>, token: u32, status: u3
 }
 
 // ---- Calls out. ----
+
+/// Forgets the calls context `id` still waits for: Envoy cancels a deleted context's calls
+/// without an answer, so their tokens would otherwise stay in the table for good (one per
+/// client that went away while the rate limit service was asked). A late answer for one of
+/// them is then ignored like any unknown token.
+fn forget_calls(id: u32) {
+    calls(|c| {
+        if c.is_empty() {
+            return;
+        }
+        // Usually none: an answered call has left already (collecting none allocates nothing).
+        let mine: Vec<u32> = c
+            .iter()
+            .filter(|(_, owner)| **owner == id)
+            .map(|(token, _)| token)
+            .collect();
+        for token in mine {
+            c.remove(token);
+        }
+    });
+}
 
 /// Calls in flight: token to the id of the context that made the call.
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
@@ -825,5 +849,26 @@ mod tests {
         });
         assert!(calls(|c| c.is_empty()));
         assert_eq!(seen(), ["2 grpc 77 0 10", "2 grpc 79 14 0"]);
+    }
+
+    #[test]
+    fn a_deleted_context_leaves_no_call_behind() {
+        calls(|c| c.insert(41, 2));
+        calls(|c| c.insert(42, 3));
+        calls(|c| c.insert(43, 2));
+        w(|w| {
+            context_create(w, 1, 0);
+            assert!(configure(w, 1, 1));
+            context_create(w, 2, 1);
+            context_create(w, 3, 1);
+            // Stream 2 goes away with two calls in flight that will never be answered.
+            delete(w, 2);
+            assert_eq!(calls(|c| c.len()), 1, "only stream 3's call is left");
+            // A late answer for a forgotten call reaches nobody.
+            grpc_answer(w, 41, 0, 1);
+            grpc_answer(w, 42, 0, 2);
+        });
+        assert!(calls(|c| c.is_empty()));
+        assert_eq!(seen(), ["3 grpc 42 0 2"]);
     }
 }

@@ -171,7 +171,11 @@ impl RootContext for Root {
         let limiter = Limiter::new(policy);
         let rule_counters = rule_counters(&limiter);
         let bodies = quota_bodies(&limiter);
-        let s = limiter.settings().clone();
+        // The few settings needed once `limiter` has moved (a clone of all of them costs
+        // ~1.4 KB of module).
+        let s = limiter.settings();
+        let (max_len, tick) = (s.queue.max_len as usize, s.queue.tick);
+        let cache_cap = s.global.as_ref().map_or(0, |g| g.cache_entries as usize);
         let store = SharedStore::new(LOCK_KEY, s.shared.cas_retries);
         store.init();
         let pacing = limiter.policy().routes.iter().any(|r| {
@@ -181,7 +185,6 @@ impl RootContext for Root {
                     .any(|x| x.algorithm == Algorithm::LeakyBucket)
             })
         });
-        let cache_cap = s.global.as_ref().map_or(0, |g| g.cache_entries as usize);
         self.shared = Some(Rc::new(Shared {
             limiter,
             store: RefCell::new(store),
@@ -190,11 +193,11 @@ impl RootContext for Root {
             bodies,
             denied: Counter::new("meshward_ratelimit.denied".to_string()),
             bypassed: Counter::new("meshward_ratelimit.bypassed".to_string()),
-            queue: RefCell::new(DelayQueue::new(s.queue.max_len as usize)),
+            queue: RefCell::new(DelayQueue::new(max_len)),
             cache: RefCell::new(OverLimitCache::new(cache_cap)),
         }));
         if pacing {
-            let ms = u32::try_from(s.queue.tick.as_std().as_millis()).unwrap_or(u32::MAX);
+            let ms = u32::try_from(tick.as_std().as_millis()).unwrap_or(u32::MAX);
             if let Err(e) = abi::set_tick_period_ms(ms) {
                 log::warn!("ratelimit: the host refused a tick period of {ms} ms: {e:?}");
             }
