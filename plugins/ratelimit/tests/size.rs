@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Ceiling for the optimized module, bytes. Issue 3's goal is 150 000; this build measures
-/// about 144 400 since kit's direct ABI layer replaced the proxy-wasm SDK and its hashbrown
+/// about 142 900 since kit's direct ABI layer replaced the proxy-wasm SDK and its hashbrown
 /// (README "Rate limiting" lists what the rest is made of). Lower it as the module shrinks;
 /// never raise it without saying why in the commit.
 const MAX_OPTIMIZED_BYTES: u64 = 144_500;
