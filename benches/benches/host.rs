@@ -7,10 +7,13 @@
 //! a WAT guest with a bump allocator. The SDK guests (`noop`, `bench_shared`) are built with the
 //! `wasm-speed` profile (opt-level 3), the conformance and `headers` guests with `wasm` (opt "z");
 //! `meshward_artifacts::module(name).profile` says which. Run with
-//! `cargo bench -p meshward-benches -- --warm-up-time 1 --measurement-time 3`.
+//! `cargo bench -p meshward-benches -- --warm-up-time 1 --measurement-time 3`; with
+//! `MESHWARD_BENCH_CLOCK=cpu` the lifecycle group (host and floor alike) is timed by the
+//! thread's CPU time instead of the wall clock (for a machine busy with other work).
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use meshward_benches::cpu::Clock;
 use meshward_benches::raw_guest::{
     RAW_NOOP_WAT, RAW_SHARED_KEY, RAW_SHARED_ROUNDS, RAW_SHARED_WAT,
 };
@@ -34,7 +37,11 @@ fn noop_guests() -> [(&'static str, Vec<u8>); 2] {
 }
 
 fn lifecycle(c: &mut Criterion) {
-    let mut g = c.benchmark_group("lifecycle");
+    let clock = Clock::from_env();
+    let mut g = c.benchmark_group(match clock {
+        Clock::Wall => "lifecycle",
+        Clock::ThreadCpu => "lifecycle_cpu",
+    });
     let config = wasmtime_config().expect("engine config");
     let mut guests: Vec<(&str, Vec<u8>)> = noop_guests().into();
     guests.push(("headers", meshward_artifacts::HEADERS.to_vec()));
@@ -42,7 +49,13 @@ fn lifecycle(c: &mut Criterion) {
         if *name != "headers" {
             let mut floor = Floor::new(wasm, &config).expect("floor VM");
             g.bench_function(format!("wasmtime_floor_{name}"), |b| {
-                b.iter(|| black_box(floor.lifecycle().expect("floor call")))
+                b.iter_custom(|iters| {
+                    let start = clock.now();
+                    for _ in 0..iters {
+                        black_box(floor.lifecycle().expect("floor call"));
+                    }
+                    clock.since(start)
+                })
             });
         }
         let host = Host::builder().build().expect("host");
@@ -52,7 +65,7 @@ fn lifecycle(c: &mut Criterion) {
         let mut w = host.worker(&[plugin]).expect("worker");
         g.bench_function(format!("host_{name}"), |b| {
             b.iter_custom(|iters| {
-                let start = Instant::now();
+                let start = clock.now();
                 for _ in 0..iters {
                     let id = w.open_http_stream(StreamProps::new());
                     black_box(w.request_headers(id, REQUEST, true).expect("request"));
@@ -60,7 +73,7 @@ fn lifecycle(c: &mut Criterion) {
                     w.complete(id).expect("complete");
                     w.release(id);
                 }
-                let elapsed = start.elapsed();
+                let elapsed = clock.since(start);
                 drop(host.take_logs());
                 elapsed
             })
