@@ -219,8 +219,10 @@ pub fn evaluate<C: AsRef<Check>>(
     retries: u32,
 ) -> Outcome {
     let mut states = PerRule::<RuleState>::defaults(checks.len());
-    // Phase 1's snapshots, for phase 2: the first in place, the rest (rare: most routes have
-    // one enforcing rule) in a vector that only allocates when pushed to.
+    // Phase 1's snapshots and what it decided on them, for phase 2 (`decide` is pure, so the
+    // first commit attempt on an unchanged snapshot reuses the verdict): the first in place,
+    // the rest (rare: most routes have one enforcing rule) in a vector that only allocates
+    // when pushed to.
     let mut first_loaded = None;
     let mut more_loaded = Vec::new();
     // Phase 1: decide on a snapshot, write nothing.
@@ -234,7 +236,8 @@ pub fn evaluate<C: AsRef<Check>>(
                 }
             }
         };
-        match decide(&c.params, rec, now, c.cost) {
+        let verdict = decide(&c.params, rec, now, c.cost);
+        match verdict {
             Verdict::Allow {
                 remaining,
                 reset_ns,
@@ -262,20 +265,22 @@ pub fn evaluate<C: AsRef<Check>>(
                 };
             }
         }
+        let loaded = rec.zip(ver).map(|rv| (rv, verdict));
         if i == 0 {
-            first_loaded = rec.zip(ver);
+            first_loaded = loaded;
         } else {
-            more_loaded.push(rec.zip(ver));
+            more_loaded.push(loaded);
         }
     }
     // Phase 2: commit each with CAS; undo on a late rejection.
     let mut delay_ns = 0u64;
     let mut taken = PerRule::<Record>::with_capacity(checks.len());
     for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
-        let mut snapshot = match i.checked_sub(1) {
+        let (mut snapshot, mut decided) = match i.checked_sub(1) {
             None => first_loaded,
             Some(j) => more_loaded.get(j).copied().flatten(),
-        };
+        }
+        .map_or((None, None), |(rv, v)| (Some(rv), Some(v)));
         let mut committed = false;
         for _ in 0..retries.max(1) {
             let (rec, ver) = match snapshot {
@@ -291,7 +296,11 @@ pub fn evaluate<C: AsRef<Check>>(
                     }
                 },
             };
-            match decide(&c.params, Some(rec), now, c.cost) {
+            let verdict = match decided.take() {
+                Some(v) => v,
+                None => decide(&c.params, Some(rec), now, c.cost),
+            };
+            match verdict {
                 Verdict::Allow {
                     next,
                     delay_ns: d,
@@ -310,7 +319,10 @@ pub fn evaluate<C: AsRef<Check>>(
                         committed = true;
                         break;
                     }
-                    Ok(false) => snapshot = None,
+                    Ok(false) => {
+                        snapshot = None;
+                        decided = None;
+                    }
                     Err(e) => {
                         undo(store, checks, &taken, now, retries);
                         return Outcome::Exhausted {
