@@ -103,11 +103,21 @@ impl<T: Copy + Default> PerRule<T> {
 
     /// `n` default values.
     fn defaults(n: usize) -> Self {
-        let mut v = Self::with_capacity(n);
-        for _ in 0..n {
-            v.push(T::default());
+        // Built whole rather than pushed one by one (what `n` pushes would leave: inline up
+        // to INLINE, otherwise all `n` on the heap).
+        if n <= INLINE {
+            Self {
+                inline: [T::default(); INLINE],
+                len: n,
+                heap: Vec::new(),
+            }
+        } else {
+            Self {
+                inline: [T::default(); INLINE],
+                len: 0,
+                heap: vec![T::default(); n],
+            }
         }
-        v
     }
 
     /// Appends `v`.
