@@ -290,47 +290,97 @@ pub enum PairsError {
 
 /// Parse a serialized map. An empty buffer or a single 0 byte is an empty map (as cpp-host).
 pub fn deserialize(data: &[u8]) -> Result<Pairs, PairsError> {
+    let mut out = Vec::new();
+    each_pair(data, |k, v| out.push((k.to_vec(), v.to_vec())))?;
+    Ok(out)
+}
+
+/// Parse a serialized map into `out` (names lower-cased), reusing its entries' buffers: a
+/// local reply built into the buffers of the slot's previous one allocates nothing. On an
+/// error `out` is unchanged.
+pub(crate) fn deserialize_into(data: &[u8], out: &mut Headers) -> Result<(), PairsError> {
+    let mut i = 0;
+    let n = each_pair(data, |k, v| {
+        match out.0.get_mut(i) {
+            Some((kb, vb)) => {
+                if !same_bytes(kb, k) {
+                    set_lowercase(kb, k);
+                }
+                vb.clear();
+                vb.extend_from_slice(v);
+            }
+            None => out.0.push((k.to_ascii_lowercase(), v.to_vec())),
+        }
+        i += 1;
+    })?;
+    out.0.truncate(n);
+    Ok(())
+}
+
+/// Checks a whole serialized map, then calls `pair` with each (name, value) in order and
+/// returns their number; nothing is called when the map is malformed.
+fn each_pair(data: &[u8], mut pair: impl FnMut(&[u8], &[u8])) -> Result<usize, PairsError> {
     if data.len() > PAIRS_MAX_BYTES {
         return Err(PairsError::TooLarge(data.len()));
     }
     if data.is_empty() || data == [0] {
-        return Ok(Vec::new());
+        return Ok(0);
     }
     let rd = |at: usize| -> Result<usize, PairsError> {
         data.get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .ok_or(PairsError::Malformed)
     };
-    let count = rd(0)?;
-    if count > PAIRS_MAX_COUNT {
-        return Err(PairsError::TooMany(count));
+    let n = rd(0)?;
+    if n > PAIRS_MAX_COUNT {
+        return Err(PairsError::TooMany(n));
     }
-    let mut sizes = Vec::with_capacity(count);
-    let mut pos = 4;
-    for _ in 0..count {
-        sizes.push((rd(pos)?, rd(pos + 4)?));
-        pos += 8;
-    }
-    let mut out = Vec::with_capacity(count);
-    for (kl, vl) in sizes {
-        let k = data.get(pos..pos + kl).ok_or(PairsError::Malformed)?;
-        if data.get(pos + kl) != Some(&0) {
-            return Err(PairsError::Malformed);
+    // The size table, then the strings: (start of name, name length, value length) of pair
+    // `i` as the walk finds them. Sizes come from the table, so a first walk checks them all
+    // and the second hands out the slices.
+    let walk = |emit: &mut dyn FnMut(&[u8], &[u8])| -> Result<(), PairsError> {
+        let mut pos = 4 + 8 * n;
+        for i in 0..n {
+            let (kl, vl) = (rd(4 + 8 * i)?, rd(8 + 8 * i)?);
+            let k = data.get(pos..pos + kl).ok_or(PairsError::Malformed)?;
+            if data.get(pos + kl) != Some(&0) {
+                return Err(PairsError::Malformed);
+            }
+            pos += kl + 1;
+            let v = data.get(pos..pos + vl).ok_or(PairsError::Malformed)?;
+            if data.get(pos + vl) != Some(&0) {
+                return Err(PairsError::Malformed);
+            }
+            pos += vl + 1;
+            emit(k, v);
         }
-        pos += kl + 1;
-        let v = data.get(pos..pos + vl).ok_or(PairsError::Malformed)?;
-        if data.get(pos + vl) != Some(&0) {
-            return Err(PairsError::Malformed);
-        }
-        pos += vl + 1;
-        out.push((k.to_vec(), v.to_vec()));
-    }
-    Ok(out)
+        Ok(())
+    };
+    walk(&mut |_, _| {})?;
+    walk(&mut pair)?;
+    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserialize_into_reuses_entries_lower_cases_names_and_is_all_or_nothing() {
+        let mut out = Headers::from_pairs(&[("old", "1"), ("x", "2"), ("y", "3")]);
+        let bytes = serialize(&Headers(vec![
+            (b"Retry-After".to_vec(), b"7".to_vec()),
+            (b"x".to_vec(), b"".to_vec()),
+        ]));
+        deserialize_into(&bytes, &mut out).unwrap();
+        assert_eq!(out, Headers::from_pairs(&[("retry-after", "7"), ("x", "")]));
+        let mut bad = bytes.clone();
+        bad.pop();
+        assert_eq!(deserialize_into(&bad, &mut out), Err(PairsError::Malformed));
+        assert_eq!(out, Headers::from_pairs(&[("retry-after", "7"), ("x", "")]));
+        deserialize_into(&[0], &mut out).unwrap();
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn round_trip_matches_the_spec_layout() {

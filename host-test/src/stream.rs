@@ -95,7 +95,7 @@ impl StreamProps {
 }
 
 /// A local reply (from `proxy_send_local_response` or a fail-closed plugin).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalReply {
     /// HTTP status as the downstream sees it.
     pub status: u32,
@@ -304,6 +304,9 @@ pub(crate) struct HttpStream {
     /// `proxy_set_property` values (filter state).
     pub(crate) filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub(crate) local_reply: Option<Arc<LocalReply>>,
+    /// The slot's previous local reply once nothing else holds it: the next one is built in
+    /// its buffers (a filter answering 429 to every request allocates nothing per reply).
+    pub(crate) spare_reply: Option<Arc<LocalReply>>,
     /// A local reply is being sent or was sent (a second one is refused).
     pub(crate) local_reply_sent: bool,
     pub(crate) reset: bool,
@@ -331,8 +334,12 @@ impl HttpStream {
         if !self.filter_state.is_empty() {
             self.filter_state.clear();
         }
-        if self.local_reply.is_some() {
-            self.local_reply = None;
+        if let Some(mut r) = self.local_reply.take() {
+            // Kept only when the embedder let go of it (a `Flow::LocalReply` it still holds
+            // shares it).
+            if Arc::get_mut(&mut r).is_some() {
+                self.spare_reply = Some(r);
+            }
         }
         self.local_reply_sent = false;
         self.reset = false;

@@ -272,7 +272,7 @@ impl Worker {
                 }
                 _ => core.actions.push(Action::LocalReply {
                     slot,
-                    reply: fail_reply(p),
+                    reply: Arc::new(fail_reply(p)),
                 }),
             }
         }
@@ -664,7 +664,7 @@ impl Worker {
             .stream(slot)
             .is_some_and(|s| s.local_reply_sent);
         if !already {
-            self.apply_local_reply(slot, fail_reply(p));
+            self.apply_local_reply(slot, Arc::new(fail_reply(p)));
         }
         !already
     }
@@ -684,7 +684,7 @@ impl Worker {
         d.body_paused.set(pos, true);
         let buffered: usize = d.buf[..d.n].iter().map(Vec::len).sum();
         if buffered > limit && !s.tcp && !s.local_reply_sent {
-            self.apply_local_reply(slot, too_large_reply(response, p));
+            self.apply_local_reply(slot, Arc::new(too_large_reply(response, p)));
         }
     }
 
@@ -720,7 +720,7 @@ impl Worker {
         }
     }
 
-    fn apply_local_reply(&mut self, slot: u32, reply: LocalReply) {
+    fn apply_local_reply(&mut self, slot: u32, reply: Arc<LocalReply>) {
         let n = self.slots.len();
         let Some(s) = self.core().stream_mut(slot) else {
             return;
@@ -741,10 +741,10 @@ impl Worker {
             .headers
             .get("content-type")
             .is_some_and(|c| c.starts_with("application/grpc"));
-        let body = if grpc_req && reply.grpc_status.is_some() {
-            Vec::new()
+        let body: &[u8] = if grpc_req && reply.grpc_status.is_some() {
+            &[]
         } else {
-            reply.body.clone()
+            &reply.body
         };
         let direct = s.resp.started;
         s.req.aborted = true;
@@ -755,21 +755,30 @@ impl Worker {
         let crate::stream::Dir { headers, pool, .. } = &mut s.resp;
         local_reply_headers(&reply, grpc_req, headers, pool);
         s.resp.started = true;
-        s.local_reply = Some(Arc::new(reply));
+        // Into the direction's own (reset, so empty) buffers: no allocation once they have
+        // held a body of this size.
+        let empty = body.is_empty();
         if direct {
             // Envoy sendDirectLocalReply: the response had started through the encoder
             // filters, so the reply bypasses them.
             s.resp.hdr_at = n;
-            s.resp.buf[n] = body;
+            if let Some(b) = s.resp.buf.get_mut(n) {
+                b.clear();
+                b.extend_from_slice(body);
+            }
             s.resp.aborted = true;
         } else {
             // sendLocalReplyViaFilterChain: through every plugin's response callbacks.
-            s.resp.headers_eos = body.is_empty();
-            if !body.is_empty() {
-                s.resp.buf[0] = body;
+            s.resp.headers_eos = empty;
+            if let (false, Some(b)) = (empty, s.resp.buf.get_mut(0)) {
+                b.clear();
+                b.extend_from_slice(body);
                 s.resp.fresh.set(0, true);
                 s.resp.eos.set(0, true);
             }
+        }
+        s.local_reply = Some(reply);
+        if !direct {
             self.drive(slot, true);
         }
         if let Some(s) = self.core().stream_mut(slot) {

@@ -123,7 +123,7 @@ pub(crate) enum Action {
     },
     LocalReply {
         slot: u32,
-        reply: LocalReply,
+        reply: Arc<LocalReply>,
     },
 }
 

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use meshward_host::{
     CalloutReply, Flow, GrpcCallRequest, GrpcReply, HttpCallRequest, HttpResponse, LogLevel,
-    MetricValue, StreamProps, VirtualClock,
+    MetricValue, StreamProps, VirtualClock, Worker,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -449,6 +449,54 @@ fn local_reply_runs_through_own_response_callbacks_and_second_is_refused() {
             "second_local_reply_refused",
         ],
     );
+}
+
+#[test]
+fn local_replies_on_a_reused_stream_slot_are_each_their_own() {
+    // The host builds a reply in the buffers of the slot's previous one once nothing holds
+    // that one any more: a reply the embedder still holds must not change, and a reused one
+    // must not keep anything of the reply before it.
+    let (host, _) = host();
+    let plugin = host.load(conformance("lrr", "local_reply")).expect("loads");
+    let mut w = host.worker(&[plugin]).expect("worker");
+    let reply = |w: &mut Worker, path: &str| {
+        let id = w.open_http_stream(StreamProps::new());
+        let flow = w.request_headers(id, &get(path), true).unwrap();
+        w.complete(id).unwrap();
+        w.release(id);
+        match flow {
+            Flow::LocalReply(r) => r,
+            f => panic!("{path}: expected a local reply, got {f:?}"),
+        }
+    };
+    let long = reply(&mut w, "/a/much/longer/path/than/the/next");
+    let mut kept = Vec::new();
+    for (path, held) in [("/b", true), ("/c", false), ("/limited", false), ("/d", false)] {
+        let r = reply(&mut w, path);
+        if path == "/limited" {
+            assert_eq!((r.status, &r.body[..]), (429, &b"denied"[..]));
+            assert_eq!(r.headers.get("x-reason"), Some("quota"));
+            assert_eq!(r.headers.get("x-path"), None, "{r:?}");
+            assert_eq!(r.details, "rate_limited");
+        } else {
+            assert_eq!((r.status, &r.body[..]), (403, path.as_bytes()), "{r:?}");
+            assert_eq!(r.headers.get("x-path"), Some(path), "{r:?}");
+            assert_eq!(r.headers.get("x-reason"), None, "{r:?}");
+            assert_eq!(r.details, "by_path");
+        }
+        if held {
+            kept.push(r);
+        }
+        assert_eq!(long.body, b"/a/much/longer/path/than/the/next");
+        assert_eq!(
+            long.headers.get("x-path"),
+            Some("/a/much/longer/path/than/the/next")
+        );
+    }
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].status, &kept[0].body[..]), (403, &b"/b"[..]));
+    assert_eq!(kept[0].headers.get("x-path"), Some("/b"));
+    assert!(host.traps().is_empty(), "{:?}", host.traps());
 }
 
 #[test]

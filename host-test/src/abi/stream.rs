@@ -6,8 +6,9 @@
 
 use super::{mem_state, slice, status, Reg, C, R};
 use crate::logs::LogLevel;
-use crate::pairs::{self, Headers};
-use crate::stream::LocalReply;
+use std::sync::Arc;
+
+use crate::pairs;
 use crate::vm::VmState;
 use crate::worker_core::Action;
 
@@ -86,9 +87,19 @@ pub(super) fn add(r: &mut Reg) {
             else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
-            let Ok(pairs) = pairs::deserialize(hdrs) else {
-                return Ok(status::BAD_ARGUMENT);
+            // Built in the slot's spare reply when it has one (see `HttpStream::spare_reply`).
+            let spare = st
+                .call
+                .stream
+                .zip(st.core.as_deref_mut())
+                .and_then(|(slot, core)| core.stream_mut(slot)?.spare_reply.take());
+            let mut reply = spare.unwrap_or_default();
+            let Some(r) = Arc::get_mut(&mut reply) else {
+                return Ok(status::INTERNAL_FAILURE);
             };
+            if pairs::deserialize_into(hdrs, &mut r.headers).is_err() {
+                return Ok(status::BAD_ARGUMENT);
+            }
             let plugin = st.plugin_index;
             let Some(slot) = st.call.stream else {
                 return Ok(status::BAD_ARGUMENT);
@@ -109,23 +120,17 @@ pub(super) fn add(r: &mut Reg) {
                 return Ok(status::BAD_ARGUMENT);
             }
             s.local_reply_sent = true;
-            // The parsed entries become the reply's, names lower-cased in place.
-            let mut headers = Headers(pairs);
-            for (k, _) in &mut headers.0 {
-                k.make_ascii_lowercase();
-            }
-            let details: String = String::from_utf8_lossy(details)
-                .chars()
-                .map(|ch| if ch.is_whitespace() { '_' } else { ch })
-                .collect();
-            let reply = LocalReply {
-                status: code as u32,
-                headers,
-                body: body.to_vec(),
-                details,
-                grpc_status: (0..=16).contains(&grpc).then_some(grpc),
-                plugin,
-            };
+            r.status = code as u32;
+            r.body.clear();
+            r.body.extend_from_slice(body);
+            r.details.clear();
+            r.details.extend(
+                String::from_utf8_lossy(details)
+                    .chars()
+                    .map(|ch| if ch.is_whitespace() { '_' } else { ch }),
+            );
+            r.grpc_status = (0..=16).contains(&grpc).then_some(grpc);
+            r.plugin = plugin;
             core.actions.push(Action::LocalReply { slot, reply });
             st.call.local_reply_sent = true;
             Ok(status::OK)

@@ -8,7 +8,7 @@ use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use meshward_core::policy::RequestAttrs;
-use meshward_core::ratelimit::parse_addr;
+use meshward_core::ratelimit::parse_addr_bytes;
 
 use crate::abi;
 
@@ -98,5 +98,5 @@ pub fn peer_address() -> Option<IpAddr> {
     /// `source.address` as the ABI wants a property path: segments separated by NUL.
     const PATH: &[u8] = b"source\0address";
     let raw = abi::property(PATH).ok()??;
-    parse_addr(std::str::from_utf8(&raw).ok()?)
+    parse_addr_bytes(&raw)
 }

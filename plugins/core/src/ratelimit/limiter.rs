@@ -238,44 +238,58 @@ pub fn parse_addr(s: &str) -> Option<IpAddr> {
     host_port.and_then(|(h, _)| h.parse::<IpAddr>().ok().map(canonical_ip))
 }
 
+/// [`parse_addr`] on raw bytes (a property value as the host gives it): the usual
+/// `a.b.c.d` / `a.b.c.d:port` is read straight from the bytes, anything else must be UTF-8
+/// and goes through [`parse_addr`] (the same result for every input; not UTF-8 is `None`).
+pub fn parse_addr_bytes(b: &[u8]) -> Option<IpAddr> {
+    match parse_v4_port(b) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => parse_addr(std::str::from_utf8(b).ok()?),
+    }
+}
+
 /// `a.b.c.d` or `a.b.c.d:port`, the form `source.address` has for every IPv4 client, read
 /// in one pass from its bytes. Accepts exactly what the standard parser accepts for the
-/// address (no leading zeros, octets up to 255), with a port of one or more digits or none.
+/// address (one to three digits per octet, no leading zeros, octets up to 255), with a port
+/// of one or more digits or none.
 fn parse_v4_port(s: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let (mut n, mut val, mut digits) = (0usize, 0u32, 0u32);
-    let mut bytes = s.iter().copied();
-    let mut port = false;
-    for b in bytes.by_ref() {
-        match b {
-            b'0'..=b'9' if digits < 3 && !(digits == 1 && val == 0) => {
-                val = val * 10 + u32::from(b - b'0');
-                digits += 1;
+    let mut ip = 0u32;
+    let mut i = 0usize;
+    for octet in 0..4 {
+        if octet > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
             }
-            // A dot ends one of the first three octets, a colon the fourth.
-            b'.' | b':' if digits > 0 && (n < 3) == (b == b'.') => {
-                *octets.get_mut(n)? = u8::try_from(val).ok()?;
-                n += 1;
-                (val, digits) = (0, 0);
-                if b == b':' {
-                    port = true;
-                    break;
-                }
-            }
-            _ => return None,
+            i += 1;
         }
-    }
-    if port {
-        let mut rest = bytes.peekable();
-        rest.peek()?;
-        if !rest.all(|b| b.is_ascii_digit()) {
+        let start = i;
+        let mut val = 0u32;
+        while let Some(&b) = s.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            // A fourth digit is never an octet (and keeps `val` small).
+            if i - start == 3 {
+                return None;
+            }
+            val = val * 10 + u32::from(d);
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || val > 255 || (digits > 1 && s.get(start) == Some(&b'0')) {
             return None;
         }
-    } else if digits > 0 {
-        *octets.get_mut(n)? = u8::try_from(val).ok()?;
-        n += 1;
+        ip = (ip << 8) | val;
     }
-    (n == 4).then(|| Ipv4Addr::from(octets))
+    match s.get(i) {
+        None => Some(Ipv4Addr::from(ip)),
+        Some(b':') => {
+            let port = s.get(i + 1..)?;
+            (!port.is_empty() && port.iter().all(u8::is_ascii_digit)).then(|| Ipv4Addr::from(ip))
+        }
+        Some(_) => None,
+    }
 }
 
 impl Limiter {
@@ -725,6 +739,139 @@ mod tests {
             let ip = Ipv4Addr::from(o);
             let text = port.map_or(ip.to_string(), |p| format!("{ip}:{p}"));
             proptest::prop_assert_eq!(parse_v4_port(text.as_bytes()), Some(ip));
+        }
+    }
+
+    /// What `parse_addr` and `parse_addr_bytes` must give, by the standard parsers alone
+    /// (no one-pass reader): `None` when not UTF-8.
+    fn by_std(b: &[u8]) -> Option<IpAddr> {
+        let s = std::str::from_utf8(b).ok()?.trim();
+        if let Some(rest) = s.strip_prefix('[') {
+            let inner = rest.split(']').next()?;
+            return inner.parse::<IpAddr>().ok().map(canonical_ip);
+        }
+        let host_port = s
+            .rsplit_once(':')
+            .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Some(canonical_ip(ip));
+        }
+        host_port.and_then(|(h, _)| h.parse::<IpAddr>().ok().map(canonical_ip))
+    }
+
+    /// `parse_addr_bytes` and `parse_addr` both give what [`by_std`] gives.
+    fn by_text(b: &[u8]) -> Option<IpAddr> {
+        let want = by_std(b);
+        if let Ok(s) = std::str::from_utf8(b) {
+            assert_eq!(parse_addr(s), want, "{s:?}");
+        }
+        want
+    }
+
+    #[test]
+    fn the_byte_reader_gives_what_the_text_parser_gives() {
+        let mut inputs: Vec<Vec<u8>> = [
+            "10.3.17.7:40000",
+            "10.3.17.7",
+            "0.0.0.0",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "256.1.1.1",
+            "1.256.1.1:80",
+            "1.1.1.300",
+            "999.1.1.1",
+            "01.2.3.4",
+            "1.02.3.4:80",
+            "1.2.3.00",
+            "00.0.0.0",
+            "1.2.3.0001",
+            "1.2.3.4:",
+            "1.2.3.4:x",
+            "1.2.3.4:80x",
+            "1.2.3.4:-1",
+            "1.2.3.4::80",
+            "1.2.3.4:99999999999999999999999",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "\u{a0}10.1.2.3:80\t",
+            "1.2.3.4\n",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "[2001:db8::1]:443",
+            "[2001:db8::1]",
+            "[2001:db8::1",
+            "2001:db8::1",
+            "::1",
+            "[::1]:443",
+            " [::1]:443 ",
+            "::ffff:10.0.0.9",
+            "::ffff:10.0.0.9:80",
+            "[::ffff:10.0.0.9]:80",
+            "[10.0.0.1]:80",
+            "[1.2.3.4]",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:80",
+            "unknown",
+            "",
+            ":",
+            "[",
+            "]",
+            "[]:80",
+            "１.2.3.4",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        inputs.extend([
+            b"1.2.3.4\xff".to_vec(),
+            b"\xff1.2.3.4".to_vec(),
+            b"1.2.3.4:8\x80".to_vec(),
+            b"[::1]\xc3".to_vec(),
+            vec![0xc3, 0x28],
+        ]);
+        for i in 0..1000u32 {
+            let (a, b) = (i % 300, (i * 7) % 260);
+            inputs.push(format!("{a}.{b}.{}.{}", i % 10, i).into_bytes());
+            inputs.push(format!("{b}.{a}.0.{}:{}", i % 256, i * 97).into_bytes());
+        }
+        for b in &inputs {
+            assert_eq!(
+                parse_addr_bytes(b),
+                by_text(b),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        assert_eq!(
+            parse_addr_bytes(b"10.3.17.7:40000"),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 3, 17, 7)))
+        );
+        assert_eq!(parse_addr_bytes(b"[2001:db8::1]:443"), v6("2001:db8::1"));
+        assert_eq!(parse_addr_bytes(b"1.2.3.4\xff"), None);
+    }
+
+    fn v6(s: &str) -> Option<IpAddr> {
+        s.parse().ok()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_byte_reader_agrees_with_the_text_parser_on_any_bytes(
+            text in "[0-9.:\\[\\]a-f ]{0,24}",
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+            o in proptest::array::uniform4(0u8..=255),
+            port in proptest::option::of(0u16..),
+        ) {
+            proptest::prop_assert_eq!(parse_addr_bytes(text.as_bytes()), by_text(text.as_bytes()));
+            proptest::prop_assert_eq!(parse_addr_bytes(&raw), by_text(&raw));
+            let ip = Ipv4Addr::from(o);
+            let text = port.map_or(ip.to_string(), |p| format!("{ip}:{p}"));
+            proptest::prop_assert_eq!(parse_addr_bytes(text.as_bytes()), Some(IpAddr::V4(ip)));
         }
     }
 

@@ -13,4 +13,6 @@ pub use engine::{
     charges, evaluate, refund_all, Charge, Check, MemoryStore, Outcome, PerRule, RuleState, Store,
     StoreError,
 };
-pub use limiter::{hash64, parse_addr, Access, Hash64, Limiter, Plan, PlannedRule};
+pub use limiter::{
+    hash64, parse_addr, parse_addr_bytes, Access, Hash64, Limiter, Plan, PlannedRule,
+};
