@@ -93,34 +93,40 @@ pub mod level {
     pub const CRITICAL: u32 = 5;
 }
 
-/// The guest side of the host's buffer allocation (`proxy_on_memory_allocate`): a `Vec<u8>`
-/// buffer of exactly `size` bytes (capacity included), leaked until [`take`] owns it again.
-/// Null when the allocator fails. Like the SDK's `allocator.rs`, which boxes a slice.
+/// The guest side of the host's buffer allocation (`proxy_on_memory_allocate`): a block of
+/// exactly `size` bytes with alignment 1 (the layout of a `Vec<u8>` whose capacity is
+/// `size`), leaked until [`take`] owns it again; a dangling, non-null pointer for 0 bytes (as
+/// `Vec` uses). Null when the allocator fails. One call into the allocator, where building
+/// a `Vec` and boxing it (as the SDK's `allocator.rs` does) runs its growth machinery: at
+/// `opt-level = "z"` nothing of it is inlined, and the host calls this for every buffer it
+/// returns.
+#[inline(always)]
 pub fn allocate(size: usize) -> *mut u8 {
-    let mut v: Vec<u8> = Vec::new();
-    if v.try_reserve_exact(size).is_err() {
-        return ptr::null_mut();
+    if size == 0 {
+        return ptr::NonNull::<u8>::dangling().as_ptr();
     }
-    // `try_reserve_exact` may round up; a boxed slice has exactly `size` bytes of capacity,
-    // which is what `take` rebuilds (no copy: the capacity already matches, or the shrink
-    // is done by the allocator in place).
-    // SAFETY: u8 needs no initialization to be overwritten by the host; the length is within
-    // the capacity just reserved.
-    unsafe { v.set_len(size) };
-    Box::into_raw(v.into_boxed_slice()).cast::<u8>()
+    match std::alloc::Layout::from_size_align(size, 1) {
+        // SAFETY: a layout of non-zero size.
+        Ok(layout) => unsafe { std::alloc::alloc(layout) },
+        Err(_) => ptr::null_mut(),
+    }
 }
 
 /// Owns the buffer the host returned in `data`/`size` (allocated by [`allocate`]); `None` for
 /// a null pointer (the host had no value to give).
 ///
 /// # Safety
-/// `data` must be null or a buffer of exactly `size` bytes from [`allocate`] that nothing else
-/// owns, which is what the ABI promises for every `return_*_data` out-parameter.
+/// `data` must be null or a buffer of exactly `size` bytes from [`allocate`], all of them
+/// written, that nothing else owns, which is what the ABI promises for every `return_*_data`
+/// out-parameter.
+#[inline(always)]
 unsafe fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     if data.is_null() {
         return None;
     }
-    // SAFETY: see the function's contract: allocated as a boxed slice of `size` bytes.
+    // SAFETY: see the function's contract: the block was allocated with `Layout(size, 1)`
+    // (or is dangling for 0 bytes, which a `Vec` of capacity 0 never frees), which is the
+    // layout a `Vec<u8>` of capacity `size` frees with; its `size` bytes are initialized.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
