@@ -126,15 +126,42 @@ impl Headers {
         v.extend_from_slice(value);
         self.0.push((k, v));
     }
-    /// Make this map equal to `other`, reusing this map's entry buffers.
-    pub(crate) fn copy_from(&mut self, other: &Headers) {
-        self.0.truncate(other.0.len());
-        let kept = self.0.len();
-        for ((k, v), (ok, ov)) in self.0.iter_mut().zip(&other.0) {
-            k.clone_from(ok);
-            v.clone_from(ov);
+    /// Entry `i` := (`k` lower-cased, `v`), in this map's entry `i` if it has one, else in one
+    /// from `pool`, else a new one (entries before `i` must exist).
+    fn set_pooled(&mut self, i: usize, k: &[u8], v: &[u8], pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        if i >= self.0.len() {
+            match pool.pop() {
+                Some(e) => self.0.push(e),
+                None => {
+                    self.0.push((k.to_ascii_lowercase(), v.to_vec()));
+                    return;
+                }
+            }
         }
-        self.0.extend(other.0.iter().skip(kept).cloned());
+        if let Some((kb, vb)) = self.0.get_mut(i) {
+            if !same_bytes(kb, k) {
+                set_lowercase(kb, k);
+            }
+            vb.clear();
+            vb.extend_from_slice(v);
+        }
+    }
+    /// Keeps the first `n` entries; the others go to `pool` while it holds fewer than
+    /// [`KEPT_ENTRIES`].
+    fn shrink_pooled(&mut self, n: usize, pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        if self.0.len() > n {
+            let room = KEPT_ENTRIES.saturating_sub(pool.len());
+            pool.extend(self.0.drain(n..).take(room));
+            self.0.truncate(n);
+        }
+    }
+    /// Make this map equal to `other` (whose names are lower-case), reusing this map's entry
+    /// buffers, then `pool`'s (see [`deserialize_into`]).
+    pub(crate) fn copy_from_pooled(&mut self, other: &Headers, pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        for (i, (k, v)) in other.0.iter().enumerate() {
+            self.set_pooled(i, k, v, pool);
+        }
+        self.shrink_pooled(other.0.len(), pool);
     }
     /// Replace every value of `name` by one `value` (adds when missing), as Envoy `setCopy`.
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
@@ -295,27 +322,27 @@ pub fn deserialize(data: &[u8]) -> Result<Pairs, PairsError> {
     Ok(out)
 }
 
-/// Parse a serialized map into `out` (names lower-cased), reusing its entries' buffers: a
+/// Parse a serialized map into `out` (names lower-cased), reusing its entries' buffers and
+/// then those of `pool` (where entries past the new count go back, up to [`KEPT_ENTRIES`]): a
 /// local reply built into the buffers of the slot's previous one allocates nothing. On an
 /// error `out` is unchanged.
-pub(crate) fn deserialize_into(data: &[u8], out: &mut Headers) -> Result<(), PairsError> {
+pub(crate) fn deserialize_into(
+    data: &[u8],
+    out: &mut Headers,
+    pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<(), PairsError> {
     let mut i = 0;
     let n = each_pair(data, |k, v| {
-        match out.0.get_mut(i) {
-            Some((kb, vb)) => {
-                if !same_bytes(kb, k) {
-                    set_lowercase(kb, k);
-                }
-                vb.clear();
-                vb.extend_from_slice(v);
-            }
-            None => out.0.push((k.to_ascii_lowercase(), v.to_vec())),
-        }
+        out.set_pooled(i, k, v, pool);
         i += 1;
     })?;
-    out.0.truncate(n);
+    out.shrink_pooled(n, pool);
     Ok(())
 }
+
+/// Most spare entries a reply map keeps for the next one ([`deserialize_into`],
+/// [`Headers::copy_from_pooled`]).
+pub(crate) const KEPT_ENTRIES: usize = 32;
 
 /// Checks a whole serialized map, then calls `pair` with each (name, value) in order and
 /// returns their number; nothing is called when the map is malformed.
@@ -372,14 +399,24 @@ mod tests {
             (b"Retry-After".to_vec(), b"7".to_vec()),
             (b"x".to_vec(), b"".to_vec()),
         ]));
-        deserialize_into(&bytes, &mut out).unwrap();
+        let mut pool = Vec::new();
+        deserialize_into(&bytes, &mut out, &mut pool).unwrap();
         assert_eq!(out, Headers::from_pairs(&[("retry-after", "7"), ("x", "")]));
+        assert_eq!(pool.len(), 1, "the third entry is kept for later");
         let mut bad = bytes.clone();
         bad.pop();
-        assert_eq!(deserialize_into(&bad, &mut out), Err(PairsError::Malformed));
+        assert_eq!(
+            deserialize_into(&bad, &mut out, &mut pool),
+            Err(PairsError::Malformed)
+        );
         assert_eq!(out, Headers::from_pairs(&[("retry-after", "7"), ("x", "")]));
-        deserialize_into(&[0], &mut out).unwrap();
+        let three = Headers::from_pairs(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        out.copy_from_pooled(&three, &mut pool);
+        assert_eq!(out, three);
+        assert!(pool.is_empty(), "the kept entry was used");
+        deserialize_into(&[0], &mut out, &mut pool).unwrap();
         assert!(out.is_empty());
+        assert_eq!(pool.len(), 3);
     }
 
     #[test]
@@ -463,16 +500,24 @@ mod tests {
     }
 
     #[test]
-    fn copy_from_makes_an_equal_map_whatever_it_held() {
+    fn copy_from_pooled_makes_an_equal_map_whatever_it_held() {
         let long = Headers::from_pairs(&[("a", "1"), ("b", "22"), ("c", "333")]);
         let short = Headers::from_pairs(&[("x", "9")]);
         let mut h = Headers::from_pairs(&[("old", "value"), ("z", "")]);
-        h.copy_from(&long);
+        let mut pool = Vec::new();
+        h.copy_from_pooled(&long, &mut pool);
         assert_eq!(h, long);
-        h.copy_from(&short);
+        h.copy_from_pooled(&short, &mut pool);
         assert_eq!(h, short);
-        h.copy_from(&Headers::new());
+        assert_eq!(pool.len(), 2);
+        h.copy_from_pooled(&Headers::new(), &mut pool);
         assert!(h.is_empty());
+        assert_eq!(pool.len(), 3);
+        h.copy_from_pooled(&long, &mut pool);
+        let mut full = vec![(Vec::new(), Vec::new()); KEPT_ENTRIES];
+        h.copy_from_pooled(&short, &mut full);
+        assert_eq!(h, short);
+        assert_eq!(full.len(), KEPT_ENTRIES, "the pool stays bounded");
     }
 
     #[test]

@@ -307,6 +307,9 @@ pub(crate) struct HttpStream {
     /// The slot's previous local reply once nothing else holds it: the next one is built in
     /// its buffers (a filter answering 429 to every request allocates nothing per reply).
     pub(crate) spare_reply: Option<Arc<LocalReply>>,
+    /// Header entries the slot's reply maps did not need, for the next ones (at most
+    /// `pairs::KEPT_ENTRIES`).
+    pub(crate) reply_pool: Vec<(Vec<u8>, Vec<u8>)>,
     /// A local reply is being sent or was sent (a second one is refused).
     pub(crate) local_reply_sent: bool,
     pub(crate) reset: bool,

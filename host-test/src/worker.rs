@@ -783,7 +783,10 @@ impl Worker {
         }
         if let Some(s) = self.core().stream_mut(slot) {
             let HttpStream {
-                resp, local_reply, ..
+                resp,
+                local_reply,
+                reply_pool,
+                ..
             } = s;
             if let Some(r) = local_reply.as_mut().map(Arc::make_mut) {
                 r.status = resp
@@ -792,7 +795,7 @@ impl Worker {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(r.status);
                 // Into the reply's own buffers (the plugin's headers and body it held).
-                r.headers.copy_from(&resp.headers);
+                r.headers.copy_from_pooled(&resp.headers, reply_pool);
                 if let Some(body) = resp.buf.get(n) {
                     r.body.clone_from(body);
                 }

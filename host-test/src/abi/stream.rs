@@ -88,16 +88,20 @@ pub(super) fn add(r: &mut Reg) {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
             // Built in the slot's spare reply when it has one (see `HttpStream::spare_reply`).
-            let spare = st
+            let (spare, mut pool) = match st
                 .call
                 .stream
                 .zip(st.core.as_deref_mut())
-                .and_then(|(slot, core)| core.stream_mut(slot)?.spare_reply.take());
+                .and_then(|(slot, core)| core.stream_mut(slot))
+            {
+                Some(s) => (s.spare_reply.take(), std::mem::take(&mut s.reply_pool)),
+                None => (None, Vec::new()),
+            };
             let mut reply = spare.unwrap_or_default();
             let Some(r) = Arc::get_mut(&mut reply) else {
                 return Ok(status::INTERNAL_FAILURE);
             };
-            if pairs::deserialize_into(hdrs, &mut r.headers).is_err() {
+            if pairs::deserialize_into(hdrs, &mut r.headers, &mut pool).is_err() {
                 return Ok(status::BAD_ARGUMENT);
             }
             let plugin = st.plugin_index;
@@ -120,6 +124,7 @@ pub(super) fn add(r: &mut Reg) {
                 return Ok(status::BAD_ARGUMENT);
             }
             s.local_reply_sent = true;
+            s.reply_pool = pool;
             r.status = code as u32;
             r.body.clear();
             r.body.extend_from_slice(body);
