@@ -64,7 +64,8 @@ fn config(tier: Tier) -> Config {
     }
     if tier != Tier::OnDemand {
         let mut p = PoolingAllocationConfig::default();
-        p.total_core_instances(1000);
+        // Two instances per VM: the plugin and its batch shim (`batch`).
+        p.total_core_instances(2000);
         p.total_memories(1000);
         p.total_tables(1000);
         p.max_memory_size(MAX_MEMORY_BYTES);

@@ -106,6 +106,8 @@ pub(crate) struct HostInner {
     pub(crate) metrics: Metrics,
     pub(crate) stats: HostStats,
     pub(crate) random_seed: u64,
+    /// Batched callbacks are on ([`HostBuilder::batch_callbacks`]).
+    pub(crate) batch: bool,
     pub(crate) workers: Mutex<HashMap<usize, Sender<Inbox>>>,
     pub(crate) next_worker: AtomicUsize,
     _ticker: Arc<Ticker>,
@@ -152,6 +154,7 @@ pub struct HostBuilder {
     sink: LogSink,
     log_level: LogLevel,
     seed: u64,
+    batch: bool,
 }
 
 impl HostBuilder {
@@ -228,6 +231,16 @@ impl HostBuilder {
         self.log_level = l;
         self
     }
+    /// Run several callbacks of a stream in one entry into wasm where the order and what each
+    /// callback sees stay as with one entry each (default on; the `MESHWARD_HOST_NO_BATCH`
+    /// environment variable turns it off for every host): context create with the first
+    /// request headers, and an HTTP stream's log, done and delete when its chain has one live
+    /// plugin. A batch runs under one callback deadline, not the sum of its callbacks'
+    /// deadlines. Off: every callback is an entry of its own.
+    pub fn batch_callbacks(mut self, on: bool) -> Self {
+        self.batch = on;
+        self
+    }
     /// Seed of `random_get` (deterministic per VM).
     pub fn random_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -260,6 +273,7 @@ impl HostBuilder {
                 metrics: Metrics::new(),
                 stats: HostStats::default(),
                 random_seed: self.seed,
+                batch: self.batch && std::env::var_os("MESHWARD_HOST_NO_BATCH").is_none(),
                 workers: Mutex::new(HashMap::new()),
                 next_worker: AtomicUsize::new(0),
                 _ticker: pe.ticker(),
@@ -279,6 +293,9 @@ pub(crate) struct PluginInner {
     /// (`request.time`, `request.duration`), so only then does a worker read the clock when a
     /// stream opens and completes.
     pub(crate) reads_properties: bool,
+    /// The batch shim for this plugin's shape of callbacks (None: no batch saves an entry,
+    /// or batching is off), made on its first worker VM.
+    pub(crate) batch: std::sync::OnceLock<Option<crate::batch::ShimModule>>,
 }
 
 /// A loaded (compiled and configuration-checked) plugin. Cheap to clone.
@@ -323,6 +340,7 @@ impl Host {
             sink: LogSink::Capture,
             log_level: LogLevel::Info,
             seed: 0x6d65_7368_7761_7264,
+            batch: true,
         }
     }
 
@@ -397,6 +415,7 @@ impl Host {
                 host: Arc::downgrade(inner),
                 exports: std::sync::OnceLock::new(),
                 reads_properties,
+                batch: batch_slot(inner.batch),
             }),
         };
         // Configuration check (Envoy's canary VM), with its own throwaway worker state.
@@ -517,4 +536,14 @@ impl Host {
     pub fn now_nanos(&self) -> u64 {
         self.inner.clock.now_nanos()
     }
+}
+
+/// A plugin's batch-shim slot: empty (filled on its first worker VM), or already None when
+/// batching is off (every callback one entry).
+fn batch_slot(on: bool) -> std::sync::OnceLock<Option<crate::batch::ShimModule>> {
+    let slot = std::sync::OnceLock::new();
+    if !on {
+        let _ = slot.set(None);
+    }
+    slot
 }

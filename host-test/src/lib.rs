@@ -44,6 +44,7 @@
 //!   comes as bytes from the embedder (`HostBuilder::property`, `StreamProps::property`).
 
 mod abi;
+mod batch;
 mod callouts;
 mod clock;
 mod ctx_map;

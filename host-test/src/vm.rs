@@ -11,6 +11,7 @@ use wasmtime::{
     Memory, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults,
 };
 
+use crate::batch::{self, Batch, Globals, Shim, ShimModule};
 use crate::ctx_map::CtxMap;
 use crate::engine::deadline_ticks;
 use crate::error::LoadError;
@@ -59,6 +60,10 @@ pub(crate) struct CallCtx {
     pub(crate) local_reply_sent: bool,
     /// Buffers and maps of a callout answer or foreign call (None for every other callback).
     extra: Option<Box<CallData>>,
+    /// The batch this call runs (see `batch`), or `Batch::None`.
+    pub(crate) batch: Batch,
+    /// The stage at which a host function asked the batch to stop (0: it did not).
+    pub(crate) bailed: i32,
 }
 
 /// Data a callout-answer or foreign-function callback can read.
@@ -85,6 +90,8 @@ impl CallCtx {
             stream,
             local_reply_sent: false,
             extra: None,
+            batch: Batch::None,
+            bailed: 0,
         }
     }
     /// The callback's data, created on first use (by the worker, before the call).
@@ -123,6 +130,8 @@ pub(crate) struct VmState {
     /// Log lines captured for a LoadError (configuration check VM and start-up).
     pub(crate) startup_logs: Option<Vec<String>>,
     pub(crate) scratch: Vec<u8>,
+    /// The batch shim's globals (None: the VM runs unbatched).
+    pub(crate) batch_globals: Option<Globals>,
     /// Frozen time per callback is not used: reads go to the clock.
     pub(crate) abi_010: bool,
 }
@@ -164,6 +173,8 @@ pub(crate) struct Vm {
     pub(crate) store: Store<VmState>,
     pub(crate) cb: Callbacks,
     pub(crate) deadline: u64,
+    /// The batch functions (worker VMs of plugins with a batchable shape).
+    pub(crate) shim: Option<Shim>,
 }
 
 impl Vm {
@@ -180,7 +191,8 @@ impl Vm {
         let name = plugin.spec.name.clone();
         let limits = StoreLimitsBuilder::new()
             .memory_size(host.memory_limit)
-            .instances(1)
+            // The plugin and its batch shim.
+            .instances(2)
             .build();
         let state = VmState {
             memory: None,
@@ -206,6 +218,7 @@ impl Vm {
             root_props: HashMap::new(),
             startup_logs: Some(Vec::new()),
             scratch: Vec::new(),
+            batch_globals: None,
             abi_010: plugin.abi_010,
         };
         let mut store = Store::new(&host.engine, state);
@@ -259,6 +272,7 @@ impl Vm {
             store,
             cb,
             deadline,
+            shim: None,
         };
         let fail = |vm: &mut Vm, stage: &str, message: String| {
             host.stats.failed();
@@ -334,6 +348,14 @@ impl Vm {
             }
         }
         vm.store.data_mut().startup_logs = None;
+        if worker.is_some() {
+            // Worker VMs only (the configuration check runs no stream).
+            let shim = plugin.batch.get_or_init(|| ShimModule::new(&vm.cb));
+            if let Some(shim) = shim {
+                vm.shim = shim.instantiate(&mut vm.store, &vm.cb);
+                vm.store.data_mut().batch_globals = vm.shim.as_ref().map(|s| s.globals);
+            }
+        }
         Ok(vm)
     }
 
@@ -392,6 +414,7 @@ impl Vm {
             store,
             cb,
             deadline,
+            ..
         } = self;
         let f = pick(cb)?;
         Some(call_in(store, *deadline, f, args, name))
@@ -410,6 +433,7 @@ impl Vm {
             store,
             cb,
             deadline,
+            ..
         } = self;
         let (f, name) = if response {
             (
@@ -430,6 +454,93 @@ impl Vm {
             HeadersCb::V1(f) => call_in(store, *deadline, f, (ctx as i32, n as i32), name),
         })
     }
+}
+
+impl Vm {
+    /// The `open` batch (context create + request headers), if this VM has one: the request
+    /// headers callback's result. One entry, under one callback deadline.
+    #[inline]
+    pub(crate) fn open_batch(
+        &mut self,
+        ctx: u32,
+        root: u32,
+        n: usize,
+        eos: bool,
+    ) -> Option<Result<i32, Trapped>> {
+        let shim = self.shim.as_ref()?;
+        let f = shim.open.as_ref()?;
+        let args = (ctx as i32, root as i32, n as i32, eos as i32);
+        Some(batch_in(
+            &mut self.store,
+            self.deadline,
+            f,
+            args,
+            shim.globals,
+            batch::stage::CONTEXT_CREATE,
+        ))
+    }
+
+    /// The `done` batch (log, done, delete), if this VM has one. One entry, under one callback
+    /// deadline.
+    #[inline]
+    pub(crate) fn done_batch(&mut self, ctx: u32) -> Option<Result<(), Trapped>> {
+        let shim = self.shim.as_ref()?;
+        let f = shim.done.as_ref()?;
+        Some(batch_in(
+            &mut self.store,
+            self.deadline,
+            f,
+            ctx as i32,
+            shim.globals,
+            shim.done_first,
+        ))
+    }
+
+    /// After a batch a host function stopped: clear the shim's `bail` and the call's record;
+    /// returns the stage it stopped at (0: it ran to its end).
+    #[inline]
+    pub(crate) fn take_bail(&mut self) -> i32 {
+        let bailed = std::mem::replace(&mut self.store.data_mut().call.bailed, 0);
+        if bailed != 0 {
+            if let Some(g) = self.store.data().batch_globals {
+                g.set_bail(&mut self.store, false);
+            }
+        }
+        bailed
+    }
+}
+
+/// Call a batch function under the callback deadline (one deadline for the whole batch); a
+/// trap is reported against the callback the shim's `stage` names (`first` when none yet).
+#[inline]
+fn batch_in<P: WasmParams, R: WasmResults>(
+    store: &mut Store<VmState>,
+    deadline: u64,
+    f: &TypedFunc<P, R>,
+    args: P,
+    globals: Globals,
+    first: i32,
+) -> Result<R, Trapped> {
+    store.set_epoch_deadline(deadline);
+    f.call(&mut *store, args)
+        .map_err(|e| batch_trapped(store, globals, first, &e))
+}
+
+#[cold]
+#[inline(never)]
+fn batch_trapped(
+    store: &mut Store<VmState>,
+    globals: Globals,
+    first: i32,
+    e: &wasmtime::Error,
+) -> Trapped {
+    let s = match globals.stage(&mut *store) {
+        batch::stage::NONE => first,
+        s => s,
+    };
+    let mut t = trapped(store, batch::stage_name(s), e);
+    batch::strip_shim_frame(&mut t.backtrace);
+    t
 }
 
 /// Call a guest export under the callback deadline; a trap becomes a report.

@@ -12,6 +12,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batch::{stage, Batch};
 use crate::callouts::{GrpcReply, HttpCallRequest, HttpResponse, Inbox};
 use crate::error::HostError;
 use crate::host::{Host, Plugin};
@@ -414,6 +415,62 @@ impl Worker {
         }
     }
 
+    /// A plugin's first request headers with its context not created yet, through the VM's
+    /// `open` batch (context create + request headers in one entry, see `batch`). None when
+    /// the VM has no such batch or the plugin is shutting down: the caller makes the two calls.
+    /// A host function that asks the batch to stop in `proxy_on_context_create` (effective
+    /// context, local reply) gets the headers callback as a call of its own.
+    #[inline]
+    fn open_batched(
+        &mut self,
+        slot: u32,
+        p: usize,
+        ctx: PluginCtx,
+        n: usize,
+        eos: bool,
+    ) -> Option<Outcome> {
+        if ctx.skip || self.slots[p].shutdown != Shutdown::Running {
+            return None;
+        }
+        let gen = self.slots[p].generation;
+        let vm = self.slots[p].vm.as_mut()?;
+        vm.shim.as_ref()?.open.as_ref()?;
+        let id = vm.alloc_ctx_id();
+        let root = vm.root_ctx();
+        vm.store.data_mut().ctx_streams.insert(id, slot);
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.ctx[p] = PluginCtx {
+                id,
+                generation: gen,
+                skip: false,
+            };
+        }
+        let mut call = CallCtx::new(CallKind::ContextCreate, id, Some(slot));
+        call.batch = Batch::Open;
+        let vm = self.slots[p].vm.as_mut()?;
+        vm.enter(&mut self.core, call);
+        let r = vm.open_batch(id, root, n, eos);
+        let bailed = vm.take_bail();
+        let forced = vm.leave(&mut self.core);
+        Some(match r {
+            Some(Ok(_)) if bailed == stage::CONTEXT_CREATE => {
+                let ctx = self.core_ref().stream(slot).map(|s| s.ctx[p])?;
+                let step = Step::Headers { n, eos };
+                return Some(self.stream_call(slot, p, false, step, ctx, false));
+            }
+            Some(Ok(v)) => match (v, forced) {
+                (_, true) => Outcome::Stop,
+                (0, false) => Outcome::Continue,
+                _ => Outcome::Stop,
+            },
+            Some(Err(t)) => {
+                self.on_trap(p, *t);
+                self.dead_outcome(slot, p)
+            }
+            None => self.dead_outcome(slot, p),
+        })
+    }
+
     /// One stream callback of plugin `p`; `ctx` and `tcp` are the stream's context record for
     /// `p` and its kind, as the caller just read them.
     fn stream_call(
@@ -425,6 +482,11 @@ impl Worker {
         ctx: PluginCtx,
         tcp: bool,
     ) -> Outcome {
+        if let (Step::Headers { n, eos }, 0, false, false) = (step, ctx.id, response, tcp) {
+            if let Some(o) = self.open_batched(slot, p, ctx, n, eos) {
+                return o;
+            }
+        }
         let id = match self.ensure_ctx_with(slot, p, ctx) {
             Ok(id) => id,
             Err(o) => return o,
@@ -1075,6 +1137,31 @@ impl Worker {
         // stream context: false only defers a root context at VM shutdown (cpp-host
         // include/proxy-wasm/context_interface.h `onDone`, src/wasm.cc `WasmBase::done` looks
         // only at root contexts), so proxy_done from a finished stream answers NOT_FOUND.
+        //
+        // With one live plugin (the order across plugins then cannot change), an HTTP stream's
+        // three callbacks run as the VM's `done` batch, one entry (see `batch`); the loops
+        // below then skip what it ran (`ran`: its plugin and the last stage it finished).
+        let mut ran = (usize::MAX, stage::NONE);
+        if !tcp {
+            let mut sole = None;
+            for p in 0..n {
+                if live(self, p) {
+                    sole = match sole {
+                        None => Some(p),
+                        Some(_) => None,
+                    };
+                    if sole.is_none() {
+                        break;
+                    }
+                }
+            }
+            if let Some(p) = sole {
+                if let Some(upto) = self.done_batched(p, ctxs[p].id, slot) {
+                    ran = (p, upto);
+                }
+            }
+        }
+        let skip = |p: usize, s: i32| ran.0 == p && s <= ran.1;
         let order = if tcp {
             [CallKind::Done, CallKind::Log]
         } else {
@@ -1082,11 +1169,12 @@ impl Worker {
         };
         for kind in order {
             let log = kind == CallKind::Log;
+            let st = if log { stage::LOG } else { stage::DONE };
             if let (true, Some(s)) = (log, self.core().stream_mut(slot)) {
                 s.in_log = true;
             }
             for p in 0..n {
-                if live(self, p) {
+                if live(self, p) && !skip(p, st) {
                     let cid = ctxs[p].id;
                     self.invoke(p, CallCtx::new(kind, cid, Some(slot)), |vm| {
                         if log {
@@ -1105,7 +1193,7 @@ impl Worker {
             }
         }
         for p in 0..n {
-            if live(self, p) {
+            if live(self, p) && !skip(p, stage::DELETE) {
                 let cid = ctxs[p].id;
                 self.invoke(p, CallCtx::new(CallKind::Delete, cid, Some(slot)), |vm| {
                     vm.call_cb(|c| c.on_delete.as_ref(), cid as i32, "proxy_on_delete")
@@ -1153,6 +1241,40 @@ impl Worker {
         }
         self.run_actions();
         Ok(())
+    }
+
+    /// An HTTP stream's log, done and delete for plugin `p`, its only live plugin, as the VM's
+    /// `done` batch. Returns the last stage it finished (a trap kills the VM, so the rest is
+    /// skipped anyway), or None when the VM has no such batch or the plugin is shutting down.
+    fn done_batched(&mut self, p: usize, cid: u32, slot: u32) -> Option<i32> {
+        if self.slots[p].shutdown != Shutdown::Running {
+            return None;
+        }
+        let shim = self.slots[p].vm.as_ref()?.shim.as_ref()?;
+        shim.done.as_ref()?;
+        let log = shim.done_first == stage::LOG;
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.in_log = log;
+        }
+        let kind = if log { CallKind::Log } else { CallKind::Done };
+        let mut call = CallCtx::new(kind, cid, Some(slot));
+        call.batch = Batch::Done { slot };
+        let vm = self.slots[p].vm.as_mut()?;
+        vm.enter(&mut self.core, call);
+        let r = vm.done_batch(cid);
+        let bailed = vm.take_bail();
+        vm.leave(&mut self.core);
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.in_log = false;
+        }
+        match r? {
+            Ok(()) if bailed != 0 => Some(bailed),
+            Ok(()) => Some(stage::DELETE),
+            Err(t) => {
+                self.on_trap(p, *t);
+                Some(stage::DELETE)
+            }
+        }
     }
 
     /// Release a completed stream's slot now (its view is gone).

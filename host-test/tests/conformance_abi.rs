@@ -471,7 +471,12 @@ fn local_replies_on_a_reused_stream_slot_are_each_their_own() {
     };
     let long = reply(&mut w, "/a/much/longer/path/than/the/next");
     let mut kept = Vec::new();
-    for (path, held) in [("/b", true), ("/c", false), ("/limited", false), ("/d", false)] {
+    for (path, held) in [
+        ("/b", true),
+        ("/c", false),
+        ("/limited", false),
+        ("/d", false),
+    ] {
         let r = reply(&mut w, path);
         if path == "/limited" {
             assert_eq!((r.status, &r.body[..]), (429, &b"denied"[..]));

@@ -134,6 +134,7 @@ fn write_map_pooled(
 }
 
 fn edit(c: &mut C<'_>, t: i32, kptr: i32, klen: i32, vptr: i32, vlen: i32, op: u8) -> R {
+    crate::batch::sync_in_log(c);
     let Some((mem, st)) = mem_state(c) else {
         return Ok(status::INTERNAL_FAILURE);
     };
@@ -169,6 +170,7 @@ pub(super) fn add(r: &mut Reg) {
         "env",
         "proxy_get_header_map_size",
         |mut c: C<'_>, t: i32, out: i32| -> R {
+            crate::batch::sync_in_log(&mut c);
             let Some((mem, st)) = mem_state(&mut c) else {
                 return Ok(status::INTERNAL_FAILURE);
             };
@@ -188,6 +190,7 @@ pub(super) fn add(r: &mut Reg) {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, t: i32, pp: i32, sp: i32| -> R {
+            crate::batch::sync_in_log(&mut c);
             let st = c.data_mut();
             let mut out = take_scratch(st);
             match read_map(st, t) {
@@ -210,6 +213,7 @@ pub(super) fn add(r: &mut Reg) {
         "env",
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, t: i32, ptr: i32, len: i32| -> R {
+            crate::batch::sync_in_log(&mut c);
             let Some((mem, st)) = mem_state(&mut c) else {
                 return Ok(status::INTERNAL_FAILURE);
             };
@@ -236,6 +240,7 @@ pub(super) fn add(r: &mut Reg) {
         "env",
         "proxy_get_header_map_value",
         |mut c: C<'_>, t: i32, kp: i32, kl: i32, pp: i32, sp: i32| -> R {
+            crate::batch::sync_in_log(&mut c);
             let Some((mem, st)) = mem_state(&mut c) else {
                 return Ok(status::INTERNAL_FAILURE);
             };

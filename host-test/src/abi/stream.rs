@@ -79,6 +79,7 @@ pub(super) fn add(r: &mut Reg) {
          hl: i32,
          grpc: i32|
          -> R {
+            crate::batch::bail(&mut c);
             let Some((mem, st)) = mem_state(&mut c) else {
                 return Ok(status::INTERNAL_FAILURE);
             };
@@ -129,11 +130,14 @@ pub(super) fn add(r: &mut Reg) {
             r.body.clear();
             r.body.extend_from_slice(body);
             r.details.clear();
-            r.details.extend(
-                String::from_utf8_lossy(details)
-                    .chars()
-                    .map(|ch| if ch.is_whitespace() { '_' } else { ch }),
-            );
+            r.details
+                .extend(String::from_utf8_lossy(details).chars().map(|ch| {
+                    if ch.is_whitespace() {
+                        '_'
+                    } else {
+                        ch
+                    }
+                }));
             r.grpc_status = (0..=16).contains(&grpc).then_some(grpc);
             r.plugin = plugin;
             core.actions.push(Action::LocalReply { slot, reply });
@@ -145,6 +149,7 @@ pub(super) fn add(r: &mut Reg) {
         "env",
         "proxy_set_effective_context",
         |mut c: C<'_>, id: i32| -> R {
+            crate::batch::bail(&mut c);
             let st = c.data_mut();
             let id = id as u32;
             if id == st.root_ctx {
