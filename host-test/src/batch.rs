@@ -26,7 +26,9 @@
 //! entry), not the sum of its callbacks' deadlines: its callbacks together must finish within
 //! the deadline a single callback gets.
 
-use wasmtime::{Caller, Extern, Global, Instance, Module, ModuleExport, Store, TypedFunc, Val};
+use wasmtime::{
+    AsContextMut, Caller, Extern, Global, Instance, Module, ModuleExport, Store, TypedFunc, Val,
+};
 
 use crate::exports::{Callbacks, HeadersCb};
 use crate::vm::VmState;
@@ -296,21 +298,33 @@ fn section(out: &mut Vec<u8>, id: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// The shim's globals, which host functions read or set on the rare paths.
-#[derive(Debug, Clone, Copy)]
+/// The shim's globals, which host functions read or set on the rare paths only: looked up
+/// there (by export index), not at VM start.
+#[derive(Clone, Copy)]
 pub(crate) struct Globals {
-    stage: Global,
-    bail: Global,
+    instance: Instance,
+    stage: ModuleExport,
+    bail: ModuleExport,
 }
 
 impl Globals {
     /// The stage running now ([`stage::NONE`] when none).
-    pub(crate) fn stage<T>(&self, store: impl wasmtime::AsContextMut<Data = T>) -> i32 {
-        self.stage.get(store).i32().unwrap_or(stage::NONE)
+    pub(crate) fn stage(&self, mut store: impl AsContextMut) -> i32 {
+        self.global(&mut store, &self.stage)
+            .and_then(|g| g.get(&mut store).i32())
+            .unwrap_or(stage::NONE)
     }
     /// Make the shim return after the running callback (1) or clear that (0).
-    pub(crate) fn set_bail<T>(&self, store: impl wasmtime::AsContextMut<Data = T>, on: bool) {
-        let _ = self.bail.set(store, Val::I32(on as i32));
+    pub(crate) fn set_bail(&self, mut store: impl AsContextMut, on: bool) {
+        if let Some(g) = self.global(&mut store, &self.bail) {
+            let _ = g.set(&mut store, Val::I32(on as i32));
+        }
+    }
+    fn global(&self, mut store: impl AsContextMut, e: &ModuleExport) -> Option<Global> {
+        match self.instance.get_module_export(&mut store, e) {
+            Some(Extern::Global(g)) => Some(g),
+            _ => None,
+        }
     }
 }
 
@@ -391,13 +405,10 @@ impl ShimModule {
         // `new_unchecked` is given (checked in debug builds above and by the unit test).
         let open = open.map(|f| unsafe { TypedFunc::new_unchecked(&*store, f) });
         let done = done.map(|f| unsafe { TypedFunc::new_unchecked(&*store, f) });
-        let mut global = |e: &ModuleExport| match instance.get_module_export(&mut *store, e) {
-            Some(Extern::Global(g)) => Some(g),
-            _ => None,
-        };
         let globals = Globals {
-            stage: global(&self.stage)?,
-            bail: global(&self.bail)?,
+            instance,
+            stage: self.stage,
+            bail: self.bail,
         };
         Some(Shim {
             open,
