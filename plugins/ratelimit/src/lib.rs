@@ -15,10 +15,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
-use meshward_core::ratelimit::headers::{self, Item, QuotaBody};
+use meshward_core::ratelimit::headers::{self, QuotaBody};
 use meshward_core::ratelimit::{
     charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, PerRule, Plan,
-    PlannedRule,
+    PlannedRule, RuleState,
 };
 use meshward_kit::filter::{Action, RootContext, StreamContext};
 use meshward_kit::metrics::{Counter, Counters};
@@ -281,22 +281,28 @@ impl Request {
     }
 
     /// Answers 429 for `rule` of the plan's route (`fallback` names it when there is none)
-    /// with `Retry-After`, the response fields of `items` (none when empty) and the
-    /// problem+json body; the header map and body are written in their wire form at once.
+    /// with `Retry-After`, the response fields of the local rules with `states` (none when
+    /// empty) and the problem+json body; the header map and body are written in their wire
+    /// form at once.
     fn reject(
         &mut self,
         plan: &Plan,
         rule: Option<&PlannedRule>,
         fallback: &str,
         retry_after_ns: u64,
-        items: &[Item],
+        states: &[RuleState],
     ) {
         let shared = Rc::clone(&self.shared);
         let r = &shared.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
-        let fields = headers::response_field_count(r.headers, items);
-        let mut pairs = Pairs::new(fields + 3, 160 + plan.policy_field.len() + 40 * items.len());
-        headers::put_response_fields(r.headers, &plan.policy_field, items, &mut pairs);
+        let fields = plan.response_field_count(r.headers, states);
+        let mut pairs = Pairs::new(
+            fields + 3,
+            160 + plan.policy_field.len() + 40 * states.len(),
+        );
+        shared
+            .limiter
+            .put_response_fields(plan, r.headers, states, &mut pairs);
         pairs.add_with("retry-after", &mut |b| headers::put_u64(b, retry));
         pairs.add("x-envoy-ratelimited", b"true");
         let mut body = Vec::new();
@@ -506,7 +512,7 @@ impl Request {
                     "limited",
                     format_args!(" retry_after_ms={}", retry_after_ns / 1_000_000),
                 );
-                self.reject(plan, hit, "", retry_after_ns, &plan.items(&states));
+                self.reject(plan, hit, "", retry_after_ns, &states);
                 return Action::Pause;
             }
             Outcome::Exhausted { rule, error } => {
@@ -535,14 +541,13 @@ impl Request {
                 taken,
             } => {
                 if settings.response.on_allowed {
-                    let items = plan.items(&states);
                     // The `RateLimit` value is about as long as `RateLimit-Policy`; the
                     // legacy fields add a few numbers.
                     self.response_headers = Kept::with_capacity(2 * plan.policy_field.len() + 64);
-                    headers::put_response_fields(
+                    limiter.put_response_fields(
+                        plan,
                         self.style(),
-                        &plan.policy_field,
-                        &items,
+                        &states,
                         &mut self.response_headers,
                     );
                 }

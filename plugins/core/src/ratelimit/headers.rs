@@ -99,6 +99,13 @@ fn sf_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// `"name";r=`, a `RateLimit` item up to its remaining units (written once per rule when a
+/// limiter is built; see `Limiter::put_response_fields`).
+pub fn put_ratelimit_head(out: &mut Vec<u8>, name: &str) {
+    sf_string(out, name);
+    out.extend_from_slice(b";r=");
+}
+
 /// `"name";a=x;b=y, ...` for every item, appended to `out`.
 fn put_fields(out: &mut Vec<u8>, items: &[Item], a: u8, b: u8, val: impl Fn(&Item) -> (u64, u64)) {
     for (n, i) in items.iter().enumerate() {
@@ -196,7 +203,7 @@ pub fn response_fields(
 }
 
 /// draft-03 `X-RateLimit-Limit/Remaining/Reset` for the item closest to its limit.
-fn put_legacy_fields(items: &[Item], sink: &mut dyn FieldSink) {
+pub fn put_legacy_fields(items: &[Item], sink: &mut dyn FieldSink) {
     let Some(i) = items
         .iter()
         .min_by_key(|i| (i.remaining, u64::MAX - i.reset_s))
@@ -324,6 +331,20 @@ mod tests {
             let mut b = b"x".to_vec();
             put_u64(&mut b, n);
             assert_eq!(b, format!("x{n}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn every_number_is_written_as_display_writes_it() {
+        let mut ns: Vec<u64> = (0..20_000).collect();
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            ns.extend([p - 1, p, p + 1, next - 1]);
+            p = next;
+        }
+        ns.extend([u64::MAX, u64::MAX - 1, 1 << 63, 4_294_967_295]);
+        for n in ns {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes(), "{n}");
         }
     }
 

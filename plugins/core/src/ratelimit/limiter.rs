@@ -12,13 +12,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::policy::{
-    canonical_ip, mask_ip, Algorithm, IpSource, KeyPart, Policy, Rate, RateLimitSettings,
-    RequestAttrs, Rule,
+    canonical_ip, mask_ip, Algorithm, HeaderStyle, IpSource, KeyPart, Policy, Rate,
+    RateLimitSettings, RequestAttrs, Rule,
 };
 
 use super::algo::Params;
 use super::engine::{Check, RuleState};
-use super::headers::{self, Item};
+use super::headers::{self, FieldSink, Item};
 
 /// How a client address is treated before any rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +79,19 @@ impl Plan {
         &self.rules
     }
     /// Enforcing local rules, in policy order.
+    #[inline(always)]
     pub fn local(&self) -> &[PlannedRule] {
         self.rules.get(..self.local_end).unwrap_or(&[])
     }
     /// Shadow local rules, in policy order.
+    #[inline(always)]
     pub fn shadow(&self) -> &[PlannedRule] {
         self.rules
             .get(self.local_end..self.shadow_end)
             .unwrap_or(&[])
     }
     /// Global rules, in policy order.
+    #[inline(always)]
     pub fn global(&self) -> &[PlannedRule] {
         self.rules.get(self.shadow_end..).unwrap_or(&[])
     }
@@ -100,6 +103,18 @@ impl Plan {
         match (self.local(), states) {
             ([r], [s]) => Items::One([item(r, s)]),
             (rules, _) => Items::Many(rules.iter().zip(states).map(|(r, s)| item(r, s)).collect()),
+        }
+    }
+
+    /// How many fields [`Limiter::put_response_fields`] writes for this plan.
+    pub fn response_field_count(&self, style: HeaderStyle, states: &[RuleState]) -> usize {
+        if self.local().is_empty() || states.is_empty() {
+            return 0;
+        }
+        match style {
+            HeaderStyle::None => 0,
+            HeaderStyle::Ietf => 2,
+            HeaderStyle::IetfAndLegacy => 5,
         }
     }
 }
@@ -149,6 +164,9 @@ struct CompiledRule {
     seed: Hash64,
     /// Slot-key prefix `mwrl␟service␟route␟rule␟`.
     prefix: Vec<u8>,
+    /// The rule's `RateLimit` item up to its `r` value, `"name";r=`: the name quoted once
+    /// (see [`Limiter::put_response_fields`]).
+    head: Vec<u8>,
 }
 
 /// The compiled policy.
@@ -328,6 +346,11 @@ impl Limiter {
                                 policy.service, route.name, rule.name
                             )
                             .into_bytes(),
+                            head: {
+                                let mut head = Vec::with_capacity(rule.name.len() + 5);
+                                headers::put_ratelimit_head(&mut head, &rule.name);
+                                head
+                            },
                         })
                         .collect(),
                 }
@@ -357,6 +380,44 @@ impl Limiter {
     /// The filter-wide settings.
     pub fn settings(&self) -> &RateLimitSettings {
         &self.settings
+    }
+
+    /// The response fields of `style` for the enforcing local rules of `plan` with `states`
+    /// (the engine's, one per local rule, in order): what [`headers::put_response_fields`]
+    /// writes for [`Plan::items`], with the rule names quoted when the limiter was built and
+    /// no items made for the IETF fields.
+    pub fn put_response_fields(
+        &self,
+        plan: &Plan,
+        style: HeaderStyle,
+        states: &[RuleState],
+        sink: &mut dyn FieldSink,
+    ) {
+        if plan.response_field_count(style, states) == 0 {
+            return;
+        }
+        let local = plan.local();
+        let compiled = self.routes.get(plan.route.0);
+        sink.field("ratelimit-policy", &mut |v| {
+            v.extend_from_slice(plan.policy_field.as_bytes())
+        });
+        sink.field("ratelimit", &mut |v| {
+            for (n, (r, s)) in local.iter().zip(states).enumerate() {
+                if n > 0 {
+                    v.extend_from_slice(b", ");
+                }
+                match compiled.and_then(|c| c.rules.get(r.index)) {
+                    Some(c) => v.extend_from_slice(&c.head),
+                    None => headers::put_ratelimit_head(v, &r.name),
+                }
+                headers::put_u64(v, s.remaining);
+                v.extend_from_slice(b";t=");
+                headers::put_u64(v, headers::ceil_secs(s.reset_ns));
+            }
+        });
+        if style == HeaderStyle::IetfAndLegacy {
+            headers::put_legacy_fields(&plan.items(states), sink);
+        }
     }
 
     /// The client address: the peer, or with `source: xff` the `trusted_hops`-th entry of
@@ -443,10 +504,7 @@ impl Limiter {
         };
         let tier_index = self.tier_index(req);
         let tier = tier_index.and_then(|i| self.tiers.get(i)).map(Arc::clone);
-        let policy_field = compiled
-            .policy_fields
-            .get(tier_index.unwrap_or(0))
-            .map_or_else(|| Arc::from(""), Arc::clone);
+        let policy_field = compiled.policy_fields.get(tier_index.unwrap_or(0));
         let ci = &self.settings.client_ip;
         let masked = client.map(|ip| {
             let m = if ip.is_ipv4() {
@@ -508,13 +566,6 @@ impl Limiter {
                 }
                 let slot = h.finish() % slots;
                 // The slot key goes into the buffer of the rule this one replaces, if any.
-                let mut key = match rules.get_mut(n) {
-                    Some(old) => std::mem::take(&mut old.check.slot),
-                    None => Vec::with_capacity(c.prefix.len() + 20),
-                };
-                key.clear();
-                key.extend_from_slice(&c.prefix);
-                push_decimal(&mut key, slot);
                 let descriptor = rule.global.then(|| {
                     let mut d = Vec::with_capacity(rule.key.len() + 1);
                     d.push((
@@ -539,32 +590,61 @@ impl Limiter {
                     }
                     d
                 });
-                let planned = PlannedRule {
-                    index: i,
-                    name: Arc::clone(&c.name),
-                    check: Check {
-                        slot: key,
-                        params: params(rule, rate),
-                        cost: u64::from(rule.cost.unwrap_or(1)),
-                    },
-                    rate,
-                    shadow: rule.shadow,
-                    descriptor,
-                };
-                match rules.get_mut(n) {
-                    Some(old) => *old = planned,
-                    None => rules.push(planned),
+                let check_params = params(rule, rate);
+                let cost = u64::from(rule.cost.unwrap_or(1));
+                // Written over the rule of the last plan at this position, if any: its
+                // slot-key buffer is reused, and its name kept when it is the same rule (the
+                // usual case).
+                if rules.len() <= n {
+                    rules.push(PlannedRule {
+                        index: i,
+                        name: Arc::clone(&c.name),
+                        check: Check {
+                            slot: Vec::with_capacity(c.prefix.len() + 20),
+                            params: check_params,
+                            cost,
+                        },
+                        rate,
+                        shadow: rule.shadow,
+                        descriptor: None,
+                    });
+                }
+                if let Some(planned) = rules.get_mut(n) {
+                    planned.index = i;
+                    set_shared(&mut planned.name, &c.name);
+                    let key = &mut planned.check.slot;
+                    key.clear();
+                    key.extend_from_slice(&c.prefix);
+                    push_decimal(key, slot);
+                    planned.check.params = check_params;
+                    planned.check.cost = cost;
+                    planned.rate = rate;
+                    planned.shadow = rule.shadow;
+                    planned.descriptor = descriptor;
                 }
                 n += 1;
             }
         }
         rules.truncate(n);
-        out.route = (ri, Arc::clone(&compiled.name));
+        // The worker's plan usually held the same route: its shared values stay as they are.
+        out.route.0 = ri;
+        set_shared(&mut out.route.1, &compiled.name);
         out.tier = tier;
-        out.policy_field = policy_field;
+        match policy_field {
+            Some(f) => set_shared(&mut out.policy_field, f),
+            None => out.policy_field = Arc::from(""),
+        }
         out.local_end = local_end;
         out.shadow_end = shadow_end;
         true
+    }
+}
+
+/// Points `slot` at `value` (nothing to count when it already does).
+#[inline(always)]
+fn set_shared<T: ?Sized>(slot: &mut Arc<T>, value: &Arc<T>) {
+    if !Arc::ptr_eq(slot, value) {
+        *slot = Arc::clone(value);
     }
 }
 
@@ -985,6 +1065,51 @@ mod tests {
         let items = both.items(&[st(1), st(2)]);
         let got: Vec<_> = items.iter().map(|i| (i.name, i.remaining)).collect();
         assert_eq!(got, [("ip", 1), ("all", 2)]);
+    }
+
+    #[test]
+    fn a_plan_writes_the_response_fields_the_items_give() {
+        let l = limiter();
+        let odd = Limiter::new(
+            parse_json(
+                br#"{"apiVersion":"meshward.io/v1alpha1","kind":"Policy","service":"s",
+                "routes":[{"name":"default","ratelimit":{"rules":[
+                  {"name":"per-client","rate":"100/min","key":["client-ip"]}]}}]}"#,
+            )
+            .expect("policy"),
+        );
+        let st = |remaining, reset_ns| RuleState {
+            remaining,
+            reset_ns,
+        };
+        let ip = parse_addr("10.0.0.1");
+        for (limiter, tier) in [(&l, "gold"), (&l, "free"), (&odd, "")] {
+            let plan = limiter.plan(&Req(tier), ip).expect("plan");
+            for states in [
+                vec![],
+                vec![st(0, 1)],
+                vec![st(7, 12_000_000_000), st(0, 999_999_999)],
+                vec![st(u64::MAX, u64::MAX), st(100, 0)],
+                vec![st(12_345, 1_000_000_001), st(9, 60_000_000_000), st(1, 1)],
+            ] {
+                for style in [
+                    HeaderStyle::None,
+                    HeaderStyle::Ietf,
+                    HeaderStyle::IetfAndLegacy,
+                ] {
+                    let want =
+                        headers::response_fields(style, &plan.policy_field, &plan.items(&states));
+                    let mut got: Vec<(&'static str, Vec<u8>)> = Vec::new();
+                    limiter.put_response_fields(&plan, style, &states, &mut got);
+                    let got: Vec<_> = got
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8(v).expect("ascii")))
+                        .collect();
+                    assert_eq!(got, want, "{style:?} {states:?}");
+                    assert_eq!(plan.response_field_count(style, &states), want.len());
+                }
+            }
+        }
     }
 
     #[test]
