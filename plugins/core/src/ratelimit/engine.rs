@@ -89,6 +89,7 @@ pub struct PerRule<T: Copy + Default> {
 
 impl<T: Copy + Default> PerRule<T> {
     /// Empty, with room for `n` values.
+    #[inline(always)]
     fn with_capacity(n: usize) -> Self {
         Self {
             inline: [T::default(); INLINE],
@@ -102,6 +103,7 @@ impl<T: Copy + Default> PerRule<T> {
     }
 
     /// `n` default values.
+    #[inline(always)]
     fn defaults(n: usize) -> Self {
         // Built whole rather than pushed one by one (what `n` pushes would leave: inline up
         // to INLINE, otherwise all `n` on the heap).
