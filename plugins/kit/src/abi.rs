@@ -3,7 +3,9 @@
 //! host answers with and never panics (the `proxy-wasm` crate's `hostcalls.rs` panics, i.e.
 //! traps the VM, on a status it does not expect). Byte buffers the host returns were
 //! allocated through the guest's `proxy_on_memory_allocate` ([`allocate`]) and are taken over
-//! as `Vec<u8>` without a copy, as the SDK's wrappers take them.
+//! as `Vec<u8>` without a copy, as the SDK's wrappers take them; the two read on every
+//! request ([`read_property`], [`read_shared_data`]) are read in place instead, a short value from a
+//! per-worker scratch buffer that costs no allocation.
 //!
 //! Only what is needed is imported: a module's import list is part of its size and of what a
 //! host must provide. Off wasm (kit's unit tests, clippy) the imports are stubs answering
@@ -11,6 +13,7 @@
 //! context: statuses, enums and serialization only (reference:
 //! /work/shared/reference/proxy-wasm-abi.md §1.3-1.5).
 
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::ptr;
 
@@ -93,15 +96,48 @@ pub mod level {
     pub const CRITICAL: u32 = 5;
 }
 
-/// The guest side of the host's buffer allocation (`proxy_on_memory_allocate`): a block of
-/// exactly `size` bytes with alignment 1 (the layout of a `Vec<u8>` whose capacity is
-/// `size`), leaked until [`take`] owns it again; a dangling, non-null pointer for 0 bytes (as
-/// `Vec` uses). Null when the allocator fails. One call into the allocator, where building
-/// a `Vec` and boxing it (as the SDK's `allocator.rs` does) runs its growth machinery: at
-/// `opt-level = "z"` nothing of it is inlined, and the host calls this for every buffer it
-/// returns.
+/// Bytes of the per-worker scratch buffer a short returned value is written into
+/// ([`read_property`], [`read_shared_data`]): a peer address, a rate-limit slot's record.
+pub const SCRATCH_LEN: usize = 64;
+
+/// A per-worker buffer the host writes one short returned value into instead of a heap
+/// block: handed out by [`allocate`] only while a wrapper that reads the value in place has
+/// armed it for its host call, and lent to that wrapper's reader until it returns (`busy`),
+/// so one value at a time lives in it. A VM runs one thread: no other access can overlap.
+struct Scratch {
+    /// The next `proxy_on_memory_allocate` of at most [`SCRATCH_LEN`] bytes gets `buf`.
+    armed: Cell<bool>,
+    /// A reader holds `buf` (a nested wrapper call must not arm it).
+    busy: Cell<bool>,
+    buf: UnsafeCell<[u8; SCRATCH_LEN]>,
+}
+
+thread_local! {
+    static SCRATCH: Scratch = const {
+        Scratch {
+            armed: Cell::new(false),
+            busy: Cell::new(false),
+            buf: UnsafeCell::new([0; SCRATCH_LEN]),
+        }
+    };
+}
+
+/// The guest side of the host's buffer allocation (`proxy_on_memory_allocate`): the armed
+/// scratch buffer for a value of at most [`SCRATCH_LEN`] bytes (see [`Scratch`]), else a
+/// block of exactly `size` bytes with alignment 1 (the layout of a `Vec<u8>` whose capacity
+/// is `size`), leaked until [`take`] owns it again; a dangling, non-null pointer for 0 bytes
+/// (as `Vec` uses). Null when the allocator fails. One call into the allocator, where
+/// building a `Vec` and boxing it (as the SDK's `allocator.rs` does) runs its growth
+/// machinery: at `opt-level = "z"` nothing of it is inlined, and the host calls this for
+/// every buffer it returns.
 #[inline(always)]
 pub fn allocate(size: usize) -> *mut u8 {
+    if size <= SCRATCH_LEN {
+        let lent = SCRATCH.with(|s| s.armed.replace(false).then(|| s.buf.get().cast::<u8>()));
+        if let Some(p) = lent {
+            return p;
+        }
+    }
     if size == 0 {
         return ptr::NonNull::<u8>::dangling().as_ptr();
     }
@@ -141,6 +177,70 @@ fn returned(f: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Result<Option<Ve
         Status::NOT_FOUND => Ok(None),
         s => Err(s),
     }
+}
+
+/// Calls `f` with the two out-parameters of a returned buffer, the scratch buffer armed for
+/// it, and hands the value to `read` in place: from the scratch buffer when the host wrote
+/// it there, else from a heap block freed afterwards. `read` gets `None` for NotFound and
+/// for a null buffer. When a reader already holds the scratch buffer (a wrapper called from
+/// inside `read`), the value goes to the heap.
+fn returned_in<T>(
+    f: impl FnOnce(*mut *mut u8, *mut usize) -> u32,
+    read: impl FnOnce(Option<&[u8]>) -> T,
+) -> Result<T, Status> {
+    // One copy of the scratch handling for every reader (a module-size matter at opt "z").
+    let (mut f, mut read, mut out) = (Some(f), Some(read), None);
+    read_returned(
+        &mut |data, size| {
+            f.take()
+                .map_or(Status::INTERNAL_FAILURE.0, |f| f(data, size))
+        },
+        &mut |v| out = read.take().map(|r| r(v)),
+    )?;
+    out.ok_or(Status::INTERNAL_FAILURE)
+}
+
+/// [`returned_in`] without its type parameters.
+#[inline(never)]
+fn read_returned(
+    f: &mut dyn FnMut(*mut *mut u8, *mut usize) -> u32,
+    read: &mut dyn FnMut(Option<&[u8]>),
+) -> Result<(), Status> {
+    SCRATCH.with(|s| {
+        let armed = !s.busy.get();
+        s.armed.set(armed);
+        let mut data: *mut u8 = ptr::null_mut();
+        let mut size = 0usize;
+        let status = Status(f(&mut data, &mut size));
+        // Handed out in this call: it was armed and `allocate` took the arm.
+        let lent = armed && !s.armed.replace(false);
+        match status {
+            Status::OK if lent && data == s.buf.get().cast::<u8>() => {
+                if size > SCRATCH_LEN {
+                    // The host claims more than it was given room for.
+                    return Err(Status::INVALID_MEMORY_ACCESS);
+                }
+                s.busy.set(true);
+                // SAFETY: `size <= SCRATCH_LEN` bytes of the scratch buffer (all initialized),
+                // which nothing writes while `busy` is set: only an armed wrapper call lets
+                // `allocate` hand it out.
+                read(Some(unsafe { std::slice::from_raw_parts(data, size) }));
+                s.busy.set(false);
+                Ok(())
+            }
+            Status::OK => {
+                // SAFETY: the ABI's contract for returned buffers (see `take`); the scratch
+                // buffer was not handed out, so a non-null `data` is a block of `allocate`.
+                read(unsafe { take(data, size) }.as_deref());
+                Ok(())
+            }
+            Status::NOT_FOUND => {
+                read(None);
+                Ok(())
+            }
+            s => Err(s),
+        }
+    })
 }
 
 /// `proxy_log`: one line at `level` (a `proxy_log_level_t`).
@@ -226,6 +326,36 @@ pub fn shared_data(key: &[u8]) -> Result<Option<(Vec<u8>, u32)>, Status> {
         unsafe { sys::proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut cas) }
     })?;
     Ok(value.map(|v| (v, cas)))
+}
+
+/// `proxy_get_property` with a path already serialized (segments joined by NUL): `read` gets
+/// the value in place (`None` when the host has none) and its answer is returned. A value of
+/// up to [`SCRATCH_LEN`] bytes costs no allocation.
+pub fn read_property<T>(path: &[u8], read: impl FnOnce(Option<&[u8]>) -> T) -> Result<T, Status> {
+    returned_in(
+        // SAFETY: `path` and the out-pointers are live for the call.
+        |data, size| unsafe { sys::proxy_get_property(path.as_ptr(), path.len(), data, size) },
+        read,
+    )
+}
+
+/// `proxy_get_shared_data`: `read` gets the value and cas of `key` in place (`None` when the
+/// key is missing: NotFound, or no value) and its answer is returned. The cas is the host's
+/// number (0: it gave none). A value of up to [`SCRATCH_LEN`] bytes costs no allocation.
+pub fn read_shared_data<T>(
+    key: &[u8],
+    read: impl FnOnce(Option<(&[u8], u32)>) -> T,
+) -> Result<T, Status> {
+    let mut cas = 0u32;
+    let cas_out: *mut u32 = &mut cas;
+    returned_in(
+        // SAFETY: `key` and the out-pointers are live for the call.
+        |data, size| unsafe {
+            sys::proxy_get_shared_data(key.as_ptr(), key.len(), data, size, cas_out)
+        },
+        // SAFETY: `cas_out` points at the local `cas`, live and no longer written.
+        |v| read(v.map(|v| (v, unsafe { cas_out.read() }))),
+    )
 }
 
 /// `proxy_set_shared_data`: sets `key` to `value` if its cas is still `cas` (0: whatever it
@@ -556,6 +686,83 @@ mod tests {
         assert!(unsafe { take(ptr::null_mut(), 5) }.is_none());
     }
 
+    /// A host call that returns `value` the way a host does: through `allocate`.
+    fn host_returning(value: &[u8]) -> impl FnOnce(*mut *mut u8, *mut usize) -> u32 + '_ {
+        move |data, size| {
+            let p = allocate(value.len());
+            // SAFETY: `allocate` gave `value.len()` writable bytes; the out-pointers are live.
+            unsafe {
+                ptr::copy_nonoverlapping(value.as_ptr(), p, value.len());
+                *data = p;
+                *size = value.len();
+            }
+            0
+        }
+    }
+
+    fn scratch_ptr() -> *const u8 {
+        SCRATCH.with(|s| s.buf.get().cast::<u8>().cast_const())
+    }
+
+    #[test]
+    fn short_values_are_read_in_the_scratch_buffer_long_ones_from_the_heap() {
+        let short = returned_in(host_returning(b"10.0.0.1:5"), |v| {
+            (v.map(<[u8]>::to_vec), v.map(<[u8]>::as_ptr))
+        });
+        assert_eq!(
+            short,
+            Ok((Some(b"10.0.0.1:5".to_vec()), Some(scratch_ptr())))
+        );
+        let long = vec![7u8; SCRATCH_LEN + 1];
+        let got = returned_in(host_returning(&long), |v| {
+            (v.map(<[u8]>::to_vec), v.map(<[u8]>::as_ptr))
+        });
+        assert_eq!(got.as_ref().map(|g| g.0.as_deref()), Ok(Some(&long[..])));
+        assert_ne!(got.map(|g| g.1), Ok(Some(scratch_ptr())));
+        // Nested: the outer reader holds the scratch buffer, the inner value goes to the heap.
+        let nested = returned_in(host_returning(b"outer"), |outer| {
+            let inner = returned_in(host_returning(b"inner"), |v| {
+                (v.map(<[u8]>::to_vec), v.map(<[u8]>::as_ptr))
+            });
+            (outer.map(<[u8]>::to_vec), inner)
+        });
+        let (outer, inner) = nested.expect("ok");
+        assert_eq!(outer.as_deref(), Some(&b"outer"[..]));
+        let (inner, at) = inner.expect("ok");
+        assert_eq!(inner.as_deref(), Some(&b"inner"[..]));
+        assert_ne!(at, Some(scratch_ptr()));
+        // Unarmed (a host allocating outside a wrapper's call): never the scratch buffer.
+        let p = allocate(3);
+        assert_ne!(p.cast_const(), scratch_ptr());
+        // SAFETY: a 3-byte block of `allocate`, owned again (and freed).
+        drop(unsafe { take(p, 3) });
+        // And the scratch buffer is handed out again afterwards.
+        let again = returned_in(host_returning(b"x"), |v| v.map(<[u8]>::as_ptr));
+        assert_eq!(again, Ok(Some(scratch_ptr())));
+    }
+
+    #[test]
+    fn a_host_overstating_a_scratch_value_is_an_error_and_absent_values_are_none() {
+        let liar = |data: *mut *mut u8, size: *mut usize| {
+            let p = allocate(4);
+            // SAFETY: live out-pointers.
+            unsafe {
+                *data = p;
+                *size = SCRATCH_LEN + 1;
+            }
+            0
+        };
+        assert_eq!(
+            returned_in(liar, |v| v.map(<[u8]>::len)),
+            Err(Status::INVALID_MEMORY_ACCESS)
+        );
+        assert_eq!(returned_in(|_, _| 1, |v| v.is_none()), Ok(true));
+        assert_eq!(returned_in(|_, _| 0, |v| v.is_none()), Ok(true));
+        assert_eq!(returned_in(|_, _| 8, |v| v.is_none()), Err(Status(8)));
+        // Nothing stays armed after an error.
+        assert_ne!(allocate(0).cast_const(), scratch_ptr());
+    }
+
     #[test]
     fn statuses_are_results_and_never_panics() {
         assert_eq!(Status::OK.ok(), Ok(()));
@@ -569,5 +776,6 @@ mod tests {
             Err(Status::UNIMPLEMENTED)
         );
         assert_eq!(shared_data(b"k"), Err(Status::UNIMPLEMENTED));
+        assert_eq!(read_shared_data(b"k", |_| ()), Err(Status::UNIMPLEMENTED));
     }
 }

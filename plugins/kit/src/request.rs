@@ -93,10 +93,10 @@ fn value<'a>(cell: &'a OnceCell<Option<String>>, name: &str) -> &'a str {
 }
 
 /// The downstream peer address (`source.address`), if the host knows it. Called on every
-/// request: the property path is serialized once, as a constant.
+/// request: the property path is serialized once, as a constant, and the value is read in
+/// place (no allocation for an address of up to [`abi::SCRATCH_LEN`] bytes).
 pub fn peer_address() -> Option<IpAddr> {
     /// `source.address` as the ABI wants a property path: segments separated by NUL.
     const PATH: &[u8] = b"source\0address";
-    let raw = abi::property(PATH).ok()??;
-    parse_addr_bytes(&raw)
+    abi::read_property(PATH, |raw| parse_addr_bytes(raw?)).ok()?
 }

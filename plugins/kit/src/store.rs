@@ -42,9 +42,10 @@ fn lock_is_free(v: &[u8], now: u64) -> bool {
         .is_none_or(|until| until <= now)
 }
 
-/// The value and cas of `key` (`None` when missing), the status as its name on failure.
-fn get(key: &[u8]) -> Result<Option<(Vec<u8>, u32)>, &'static str> {
-    abi::shared_data(key).map_err(Status::name)
+/// What `read` makes of the value and cas of `key` (`None` when missing), read in place
+/// (a slot's record costs no allocation); the status as its name on failure.
+fn get<T>(key: &[u8], read: impl FnOnce(Option<(&[u8], u32)>) -> T) -> Result<T, &'static str> {
+    abi::read_shared_data(key, read).map_err(Status::name)
 }
 
 /// Sets `key` to `value` if its cas is still `cas` (0: unconditionally); `Ok(false)` on a cas
@@ -68,7 +69,7 @@ impl SharedStore {
 
     /// Creates the lock key if it is missing (call from `on_configure`).
     pub fn init(&self) {
-        if let Ok(None) = get(self.lock_key.as_bytes()) {
+        if let Ok(false) = get(self.lock_key.as_bytes(), |v| v.is_some()) {
             let _ = set(self.lock_key.as_bytes(), FREE, 0);
         }
     }
@@ -79,8 +80,8 @@ impl SharedStore {
         // Spins are bounded; workers are real threads, so the holder finishes meanwhile.
         for _ in 0..self.retries.saturating_mul(64) {
             let key = self.lock_key.as_bytes();
-            match get(key) {
-                Ok(Some((v, cas))) if cas != 0 && lock_is_free(&v, now) => {
+            match get(key, |v| v.map(|(v, cas)| (cas, lock_is_free(v, now)))) {
+                Ok(Some((cas, true))) if cas != 0 => {
                     if set(key, held.as_bytes(), cas) == Ok(true) {
                         return Ok(());
                     }
@@ -96,8 +97,8 @@ impl SharedStore {
     fn unlock(&self) {
         for _ in 0..self.retries.saturating_mul(64) {
             let key = self.lock_key.as_bytes();
-            match get(key) {
-                Ok(Some((_, cas))) if cas != 0 => {
+            match get(key, |v| v.map(|(_, cas)| cas)) {
+                Ok(Some(cas)) if cas != 0 => {
                     if set(key, FREE, cas) == Ok(true) {
                         return;
                     }
@@ -110,19 +111,19 @@ impl SharedStore {
 
 impl Store for SharedStore {
     fn load(&mut self, key: &[u8]) -> Result<Option<(Record, u32)>, StoreError> {
-        match get(key) {
-            Ok(Some((v, cas))) if cas != 0 => Ok(Some((Record::from_bytes(&v), cas))),
-            Ok(_) => Ok(None),
-            Err(s) => Err(StoreError(format!("get: {s}"))),
-        }
+        let read = |v: Option<(&[u8], u32)>| {
+            v.filter(|&(_, cas)| cas != 0)
+                .map(|(v, cas)| (Record::from_bytes(v), cas))
+        };
+        get(key, read).map_err(|s| StoreError(format!("get: {s}")))
     }
 
     fn create(&mut self, key: &[u8], rec: Record) -> Result<(), StoreError> {
         self.lock()?;
-        let result = match get(key) {
-            Ok(Some(_)) => Ok(()),
+        let result = match get(key, |v| v.is_some()) {
+            Ok(true) => Ok(()),
             // Unconditional (cas 0): the lock makes this worker the only creator.
-            Ok(None) => match set(key, &rec.to_bytes(), 0) {
+            Ok(false) => match set(key, &rec.to_bytes(), 0) {
                 Ok(_) => Ok(()),
                 Err(s) => Err(StoreError(format!("create: {s}"))),
             },

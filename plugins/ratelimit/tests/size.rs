@@ -12,7 +12,7 @@ use std::process::Command;
 /// about 142 900 since kit's direct ABI layer replaced the proxy-wasm SDK and its hashbrown
 /// (README "Rate limiting" lists what the rest is made of). Lower it as the module shrinks;
 /// never raise it without saying why in the commit.
-const MAX_OPTIMIZED_BYTES: u64 = 144_500;
+const MAX_OPTIMIZED_BYTES: u64 = 146_000;
 
 /// Same flags as `meshward package`.
 const FLAGS: &[&str] = &["-Oz", "--strip-debug", "--strip-producers"];
