@@ -465,7 +465,9 @@ impl Request {
         let limiter = &shared.limiter;
         let settings = limiter.settings();
         let now = time::now_nanos();
-        self.debug = level::debug_enabled();
+        // Asked of the host at most once a second per worker (see `level`), by the clock just
+        // read: a request makes no host call for it.
+        self.debug = level::debug_enabled_at(now);
         let req = RequestView::new(limiter.header_names());
         // The request id only ever appears in debug lines: it is not read when the host drops
         // them (a paced or global request keeps the empty id for its later lines).
