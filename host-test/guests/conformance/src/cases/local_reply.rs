@@ -22,7 +22,11 @@ pub fn request_headers() -> u32 {
 pub fn response_headers() -> u32 {
     if abi::map_get(RESP, ":status").1 == "403" {
         let (s, path) = abi::map_get(RESP, "x-path");
-        check_that("by_path_reply_in_response_headers", s == OK && path.starts_with('/'), s);
+        check_that(
+            "by_path_reply_in_response_headers",
+            s == OK && path.starts_with('/'),
+            s,
+        );
         return abi::CONTINUE;
     }
     check(
