@@ -3,8 +3,9 @@
 //! state in a shared-data-like store (Envoy's CAS rules behind a mutex) instead of the host's
 //! shared data. It follows `plugins/ratelimit/src/lib.rs` (`Request::decide`, `admit`,
 //! `reject`, `header_fields`) step by step for local rules: the request view, client address,
-//! lists, route and key, the engine's check-then-commit (GCRA), the IETF header fields, the
-//! counters by index (and, like the filter under a host that drops debug lines, no log line);
+//! lists, route and key (planned into one reused plan, as the filter's per-worker one), the
+//! engine's check-then-commit (GCRA), the IETF header fields written by the limiter from the
+//! rules' pre-quoted names, the counters by index (and, like the filter under a host that drops debug lines, no log line);
 //! what the host does around it (guest calls, header maps, local reply plumbing) is what the
 //! benchmark compares against.
 //!
@@ -15,9 +16,10 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshward_core::policy::{parse_json, FailureMode, RequestAttrs};
-use meshward_core::ratelimit::headers::{self, Item, QuotaBody};
+use meshward_core::ratelimit::headers::{self, QuotaBody};
 use meshward_core::ratelimit::{
-    evaluate, parse_addr, Access, Limiter, Outcome, Plan, Record, Store, StoreError,
+    evaluate, parse_addr_bytes, Access, Limiter, Outcome, Plan, Record, RuleState, Store,
+    StoreError,
 };
 
 /// The benchmark's policy: one token-bucket rule keyed by client address on the catch-all
@@ -171,6 +173,8 @@ pub struct NativeFilter<'s> {
     /// The 429 body by route and rule, built once (as the filter's).
     bodies: Vec<Vec<QuotaBody>>,
     denied: u64,
+    /// The plan every decision is planned into (the filter keeps one per worker, too).
+    plan: Plan,
 }
 
 const ALLOWED: usize = 0;
@@ -214,6 +218,7 @@ impl<'s> NativeFilter<'s> {
             index,
             bodies,
             denied: 0,
+            plan: Plan::default(),
         })
     }
 
@@ -241,9 +246,14 @@ impl<'s> NativeFilter<'s> {
         }
     }
 
-    fn header_fields(&self, plan: &Plan, items: &[Item], out: &mut Vec<(&'static str, Vec<u8>)>) {
+    fn header_fields(
+        &self,
+        plan: &Plan,
+        states: &[RuleState],
+        out: &mut Vec<(&'static str, Vec<u8>)>,
+    ) {
         let style = self.limiter.settings().response.headers;
-        headers::put_response_fields(style, &plan.policy_field, items, out);
+        self.limiter.put_response_fields(plan, style, states, out);
     }
 
     fn reject(
@@ -251,12 +261,12 @@ impl<'s> NativeFilter<'s> {
         plan: &Plan,
         rule: Option<usize>,
         retry_after_ns: u64,
-        items: &[Item],
+        states: &[RuleState],
     ) -> Decision {
         let r = &self.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
-        let mut fields = Vec::with_capacity(headers::response_field_count(r.headers, items) + 3);
-        self.header_fields(plan, items, &mut fields);
+        let mut fields = Vec::with_capacity(plan.response_field_count(r.headers, states) + 3);
+        self.header_fields(plan, states, &mut fields);
         let mut retry_s = Vec::with_capacity(20);
         headers::put_u64(&mut retry_s, retry);
         fields.push(("retry-after", retry_s));
@@ -281,13 +291,21 @@ impl<'s> NativeFilter<'s> {
     /// system clock's now. Local rules only (what the benchmark configures); like the filter
     /// under a host that drops debug lines, no log line is formatted.
     pub fn decide(&mut self, peer: &str, request: &[(&str, &str)]) -> Decision {
+        let mut plan = std::mem::take(&mut self.plan);
+        let d = self.decide_in(peer, request, &mut plan);
+        self.plan = plan;
+        d
+    }
+
+    fn decide_in(&mut self, peer: &str, request: &[(&str, &str)], plan: &mut Plan) -> Decision {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let req = View { headers: request };
-        let client = self
-            .limiter
-            .client_ip(parse_addr(peer), req.header("x-forwarded-for"));
+        let client = self.limiter.client_ip(
+            parse_addr_bytes(peer.as_bytes()),
+            req.header("x-forwarded-for"),
+        );
         match self.limiter.access(client) {
             Access::Deny => {
                 self.denied += 1;
@@ -304,11 +322,12 @@ impl<'s> NativeFilter<'s> {
             }
             Access::Limit => {}
         }
-        let Some(plan) = self.limiter.plan(&req, client) else {
+        if !self.limiter.plan_into(&req, client, plan) {
             return Decision::Allow {
                 response_headers: Vec::new(),
             };
-        };
+        }
+        let plan: &Plan = plan;
         let settings = self.limiter.settings();
         let retries = settings.shared.cas_retries;
         let on_allowed = settings.response.on_allowed;
@@ -322,21 +341,21 @@ impl<'s> NativeFilter<'s> {
                 states,
             } => {
                 let hit = plan.local().get(rule).map(|r| r.index);
-                self.count(&plan, hit.unwrap_or(usize::MAX), LIMITED);
-                return self.reject(&plan, hit, retry_after_ns, &plan.items(&states));
+                self.count(plan, hit.unwrap_or(usize::MAX), LIMITED);
+                return self.reject(plan, hit, retry_after_ns, &states);
             }
             Outcome::Exhausted { rule, .. } => {
                 let hit = plan.local().get(rule).map(|r| r.index);
-                self.count(&plan, hit.unwrap_or(usize::MAX), CAS_EXHAUSTED);
+                self.count(plan, hit.unwrap_or(usize::MAX), CAS_EXHAUSTED);
                 if deny_exhausted {
-                    return self.reject(&plan, hit, 1_000_000_000, &[]);
+                    return self.reject(plan, hit, 1_000_000_000, &[]);
                 }
                 Vec::new()
             }
             Outcome::Allow { states, .. } => {
                 if on_allowed {
                     let mut fields = Vec::with_capacity(2);
-                    self.header_fields(&plan, &plan.items(&states), &mut fields);
+                    self.header_fields(plan, &states, &mut fields);
                     fields
                 } else {
                     Vec::new()
@@ -344,7 +363,7 @@ impl<'s> NativeFilter<'s> {
             }
         };
         for r in plan.local() {
-            self.count(&plan, r.index, ALLOWED);
+            self.count(plan, r.index, ALLOWED);
         }
         Decision::Allow { response_headers }
     }
