@@ -362,9 +362,8 @@ fn each_pair(data: &[u8], mut pair: impl FnMut(&[u8], &[u8])) -> Result<usize, P
     if n > PAIRS_MAX_COUNT {
         return Err(PairsError::TooMany(n));
     }
-    // The size table, then the strings: (start of name, name length, value length) of pair
-    // `i` as the walk finds them. Sizes come from the table, so a first walk checks them all
-    // and the second hands out the slices.
+    // The size table (two lengths per pair), then each name and value NUL-terminated. A
+    // first walk checks every size and terminator; the second hands out the slices.
     let walk = |emit: &mut dyn FnMut(&[u8], &[u8])| -> Result<(), PairsError> {
         let mut pos = 4 + 8 * n;
         for i in 0..n {

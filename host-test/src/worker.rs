@@ -383,19 +383,9 @@ impl Worker {
             }
             return Err(self.dead_outcome(slot, p));
         }
-        let Some(vm) = self.slots[p].vm.as_mut() else {
+        let Some((id, root)) = self.new_ctx(slot, p) else {
             return Err(self.dead_outcome(slot, p));
         };
-        let id = vm.alloc_ctx_id();
-        let root = vm.root_ctx();
-        vm.store.data_mut().ctx_streams.insert(id, slot);
-        if let Some(s) = self.core().stream_mut(slot) {
-            s.ctx[p] = PluginCtx {
-                id,
-                generation: gen,
-                skip: false,
-            };
-        }
         let r = self.invoke(
             p,
             CallCtx::new(CallKind::ContextCreate, id, Some(slot)),
@@ -415,6 +405,27 @@ impl Worker {
         }
     }
 
+    /// A new context id of plugin `p` for the stream in `slot`, recorded in the VM's context
+    /// map and the stream's per-plugin contexts (the callback creating it is the caller's);
+    /// with the VM's root context id. None when the plugin has no VM. Inlined into both
+    /// callers: it is on every stream's path.
+    #[inline(always)]
+    fn new_ctx(&mut self, slot: u32, p: usize) -> Option<(u32, u32)> {
+        let generation = self.slots[p].generation;
+        let vm = self.slots[p].vm.as_mut()?;
+        let id = vm.alloc_ctx_id();
+        let root = vm.root_ctx();
+        vm.store.data_mut().ctx_streams.insert(id, slot);
+        if let Some(s) = self.core().stream_mut(slot) {
+            s.ctx[p] = PluginCtx {
+                id,
+                generation,
+                skip: false,
+            };
+        }
+        Some((id, root))
+    }
+
     /// A plugin's first request headers with its context not created yet, through the VM's
     /// `open` batch (context create + request headers in one entry, see `batch`). None when
     /// the VM has no such batch or the plugin is shutting down: the caller makes the two calls.
@@ -432,19 +443,8 @@ impl Worker {
         if ctx.skip || self.slots[p].shutdown != Shutdown::Running {
             return None;
         }
-        let gen = self.slots[p].generation;
-        let vm = self.slots[p].vm.as_mut()?;
-        vm.shim.as_ref()?.open.as_ref()?;
-        let id = vm.alloc_ctx_id();
-        let root = vm.root_ctx();
-        vm.store.data_mut().ctx_streams.insert(id, slot);
-        if let Some(s) = self.core().stream_mut(slot) {
-            s.ctx[p] = PluginCtx {
-                id,
-                generation: gen,
-                skip: false,
-            };
-        }
+        self.slots[p].vm.as_ref()?.shim.as_ref()?.open.as_ref()?;
+        let (id, root) = self.new_ctx(slot, p)?;
         let mut call = CallCtx::new(CallKind::ContextCreate, id, Some(slot));
         call.batch = Batch::Open;
         let vm = self.slots[p].vm.as_mut()?;
