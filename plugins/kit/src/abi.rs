@@ -311,23 +311,6 @@ pub fn replace_header(map: u32, key: &[u8], value: &[u8]) -> Result<(), Status> 
     .ok()
 }
 
-/// `proxy_get_property` with a path already serialized (segments joined by NUL).
-pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
-    // SAFETY: `path` and the out-pointers are live for the call.
-    returned(|data, size| unsafe { sys::proxy_get_property(path.as_ptr(), path.len(), data, size) })
-}
-
-/// `proxy_get_shared_data`: the value and cas of `key`, `None` when the key is missing
-/// (NotFound, or no value). The cas is the host's number (0: it gave none).
-pub fn shared_data(key: &[u8]) -> Result<Option<(Vec<u8>, u32)>, Status> {
-    let mut cas = 0u32;
-    let value = returned(|data, size| {
-        // SAFETY: `key` and the out-pointers are live for the call.
-        unsafe { sys::proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut cas) }
-    })?;
-    Ok(value.map(|v| (v, cas)))
-}
-
 /// `proxy_get_property` with a path already serialized (segments joined by NUL): `read` gets
 /// the value in place (`None` when the host has none) and its answer is returned. A value of
 /// up to [`SCRATCH_LEN`] bytes costs no allocation.
@@ -775,7 +758,6 @@ mod tests {
             header(map::REQUEST_HEADERS, b"x"),
             Err(Status::UNIMPLEMENTED)
         );
-        assert_eq!(shared_data(b"k"), Err(Status::UNIMPLEMENTED));
         assert_eq!(read_shared_data(b"k", |_| ()), Err(Status::UNIMPLEMENTED));
     }
 }
