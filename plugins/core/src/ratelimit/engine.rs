@@ -122,6 +122,20 @@ impl<T: Copy + Default> PerRule<T> {
         }
     }
 
+    /// Just `v`.
+    #[inline(always)]
+    fn one(v: T) -> Self {
+        let mut inline = [T::default(); INLINE];
+        if let Some(first) = inline.first_mut() {
+            *first = v;
+        }
+        Self {
+            inline,
+            len: 1,
+            heap: Vec::new(),
+        }
+    }
+
     /// Appends `v`.
     fn push(&mut self, v: T) {
         if !self.heap.is_empty() {
@@ -225,6 +239,19 @@ fn load_or_create(store: &mut dyn Store, slot: &[u8]) -> Result<(Record, u32), S
 /// Evaluates `checks` (anything holding a [`Check`]: the checks themselves, or planned rules)
 /// at `now` with at most `retries` CAS attempts per rule.
 pub fn evaluate<C: AsRef<Check>>(
+    store: &mut dyn Store,
+    checks: &[C],
+    now: u64,
+    retries: u32,
+) -> Outcome {
+    match checks {
+        [one] => evaluate_one(store, one.as_ref(), now, retries),
+        _ => evaluate_many(store, checks, now, retries),
+    }
+}
+
+/// [`evaluate`] for any number of checks.
+fn evaluate_many<C: AsRef<Check>>(
     store: &mut dyn Store,
     checks: &[C],
     now: u64,
@@ -374,6 +401,69 @@ pub fn evaluate<C: AsRef<Check>>(
     }
 }
 
+/// [`evaluate`] for one check, the usual route (one enforcing rule): the same two phases and
+/// outcomes, without the bookkeeping several checks need (no snapshot list, nothing to undo:
+/// a single check is either committed or not).
+fn evaluate_one(store: &mut dyn Store, c: &Check, now: u64, retries: u32) -> Outcome {
+    let reject = |retry_after_ns| Outcome::Reject {
+        rule: 0,
+        retry_after_ns,
+        states: PerRule::one(RuleState {
+            remaining: 0,
+            reset_ns: retry_after_ns,
+        }),
+    };
+    let exhausted = |error| Outcome::Exhausted { rule: 0, error };
+    // Phase 1: decide on a snapshot (none when the slot was never written).
+    let mut snapshot = match store.load(&c.slot) {
+        Ok(v) => v,
+        Err(e) => return exhausted(Some(e)),
+    };
+    let first = decide(&c.params, snapshot.map(|(r, _)| r), now, c.cost);
+    if let Verdict::Reject { retry_after_ns, .. } = first {
+        return reject(retry_after_ns);
+    }
+    // Phase 2: commit with CAS. The first attempt reuses phase 1's verdict when it was made
+    // on an existing slot; a missing slot is created and decided on afresh.
+    let mut decided = snapshot.is_some().then_some(first);
+    for _ in 0..retries.max(1) {
+        let (rec, ver) = match snapshot.take() {
+            Some(v) => v,
+            None => match load_or_create(store, &c.slot) {
+                Ok(v) => v,
+                Err(e) => return exhausted(Some(e)),
+            },
+        };
+        let verdict = match decided.take() {
+            Some(v) => v,
+            None => decide(&c.params, Some(rec), now, c.cost),
+        };
+        match verdict {
+            Verdict::Allow {
+                next,
+                delay_ns,
+                remaining,
+                reset_ns,
+            } => match store.replace(&c.slot, next, ver) {
+                Ok(true) => {
+                    return Outcome::Allow {
+                        delay_ns,
+                        states: PerRule::one(RuleState {
+                            remaining,
+                            reset_ns,
+                        }),
+                        taken: PerRule::one(next),
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => return exhausted(Some(e)),
+            },
+            Verdict::Reject { retry_after_ns, .. } => return reject(retry_after_ns),
+        }
+    }
+    exhausted(None)
+}
+
 /// Refunds the checks committed so far (`taken` holds one record per committed check).
 fn undo<C: AsRef<Check>>(
     store: &mut dyn Store,
@@ -489,5 +579,83 @@ mod tests {
             v.push(i);
         }
         assert_eq!(&*v, &[0, 1, 2, 3, 4, 5]);
+    }
+
+    /// A store another worker writes to between this worker's reads and writes (`races`
+    /// times, each write taking one unit more), and that fails its `fail_at`-th operation.
+    struct Contended {
+        inner: MemoryStore,
+        races: u32,
+        ops: u32,
+        fail_at: Option<u32>,
+    }
+
+    impl Contended {
+        fn op(&mut self) -> Result<(), StoreError> {
+            self.ops += 1;
+            match self.fail_at {
+                Some(n) if n == self.ops => Err(StoreError("injected".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl Store for Contended {
+        fn load(&mut self, key: &[u8]) -> Result<Option<(Record, u32)>, StoreError> {
+            self.op()?;
+            self.inner.load(key)
+        }
+        fn create(&mut self, key: &[u8], rec: Record) -> Result<(), StoreError> {
+            self.op()?;
+            self.inner.create(key, rec)
+        }
+        fn replace(&mut self, key: &[u8], rec: Record, version: u32) -> Result<bool, StoreError> {
+            self.op()?;
+            if self.races > 0 {
+                self.races -= 1;
+                let (r, v) = self.inner.load(key)?.unwrap_or_default();
+                let bumped = Record {
+                    a: r.a.max(1_000) + 1_000,
+                    b: r.b,
+                };
+                if v == 0 {
+                    self.inner.create(key, bumped)?;
+                } else {
+                    self.inner.replace(key, bumped, v)?;
+                }
+            }
+            self.inner.replace(key, rec, version)
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-check path decides, commits, retries and fails exactly as the general one.
+        #[test]
+        fn one_check_takes_the_same_steps_as_several(
+            existing in proptest::option::of(0u64..20_000),
+            burst in 1u64..4,
+            races in 0u32..4,
+            fail_at in proptest::option::of(1u32..8),
+            retries in 0u32..4,
+        ) {
+            let check = Check {
+                slot: b"k".to_vec(),
+                params: Params::TokenBucket { t: 1_000, burst },
+                cost: 1,
+            };
+            let store = || {
+                let mut inner = MemoryStore::default();
+                if let Some(a) = existing {
+                    let _ = inner.create(b"k", Record { a, b: 0 });
+                }
+                Contended { inner, races, ops: 0, fail_at }
+            };
+            let (mut one, mut many) = (store(), store());
+            let now = 5_000;
+            let got = evaluate_one(&mut one, &check, now, retries);
+            let want = evaluate_many(&mut many, std::slice::from_ref(&check), now, retries);
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(one.inner.load(b"k").ok(), many.inner.load(b"k").ok());
+        }
     }
 }

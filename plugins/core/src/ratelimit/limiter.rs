@@ -271,43 +271,39 @@ pub fn parse_addr_bytes(b: &[u8]) -> Option<IpAddr> {
 /// address (one to three digits per octet, no leading zeros, octets up to 255), with a port
 /// of one or more digits or none.
 fn parse_v4_port(s: &[u8]) -> Option<Ipv4Addr> {
-    let mut ip = 0u32;
-    let mut i = 0usize;
-    for octet in 0..4 {
-        if octet > 0 {
-            if s.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        let start = i;
-        let mut val = 0u32;
-        while let Some(&b) = s.get(i) {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            // A fourth digit is never an octet (and keeps `val` small).
-            if i - start == 3 {
+    // One forward walk over the bytes (an iterator: no index to bounds-check per byte), with
+    // the octet being read in `val` and its digit count in `digits`; a separator closes it.
+    let (mut ip, mut octets) = (0u32, 0u32);
+    let (mut val, mut digits) = (0u32, 0u32);
+    let mut bytes = s.iter();
+    while let Some(&b) = bytes.next() {
+        let d = b.wrapping_sub(b'0');
+        if d <= 9 {
+            // A fourth digit is never an octet; a digit after a leading zero is refused.
+            if digits == 3 || (digits == 1 && val == 0) {
                 return None;
             }
             val = val * 10 + u32::from(d);
-            i += 1;
+            digits += 1;
+            continue;
         }
-        let digits = i - start;
-        if digits == 0 || val > 255 || (digits > 1 && s.get(start) == Some(&b'0')) {
+        if digits == 0 || val > 255 {
             return None;
         }
         ip = (ip << 8) | val;
-    }
-    match s.get(i) {
-        None => Some(Ipv4Addr::from(ip)),
-        Some(b':') => {
-            let port = s.get(i + 1..)?;
-            (!port.is_empty() && port.iter().all(u8::is_ascii_digit)).then(|| Ipv4Addr::from(ip))
+        octets += 1;
+        (val, digits) = (0, 0);
+        match b {
+            b'.' if octets < 4 => {}
+            b':' if octets == 4 => {
+                let port = bytes.as_slice();
+                return (!port.is_empty() && port.iter().all(u8::is_ascii_digit))
+                    .then(|| Ipv4Addr::from(ip));
+            }
+            _ => return None,
         }
-        Some(_) => None,
     }
+    (octets == 3 && digits > 0 && val <= 255).then(|| Ipv4Addr::from((ip << 8) | val))
 }
 
 impl Limiter {
