@@ -302,10 +302,14 @@ impl<'s> NativeFilter<'s> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let req = View { headers: request };
-        let client = self.limiter.client_ip(
-            parse_addr_bytes(peer.as_bytes()),
-            req.header("x-forwarded-for"),
-        );
+        let xff = if self.limiter.reads_xff() {
+            req.header("x-forwarded-for")
+        } else {
+            None
+        };
+        let client = self
+            .limiter
+            .client_ip(parse_addr_bytes(peer.as_bytes()), xff);
         match self.limiter.access(client) {
             Access::Deny => {
                 self.denied += 1;

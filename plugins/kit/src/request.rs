@@ -16,13 +16,20 @@ use crate::abi;
 /// gives them). Valid only while the request-headers callback runs.
 #[derive(Debug, Default)]
 pub struct RequestView<'n> {
+    /// The readable headers (lower-case).
+    names: &'n [String],
+    /// What was fetched, made on the first read of anything (a request that reads nothing,
+    /// e.g. one on a catch-all route keyed by client address, has nothing here to drop).
+    fetched: OnceCell<Fetched>,
+}
+
+#[derive(Debug, Default)]
+struct Fetched {
     method: OnceCell<Option<String>>,
     path: OnceCell<Option<String>>,
     authority: OnceCell<Option<String>>,
-    /// The readable headers (lower-case).
-    names: &'n [String],
     /// Each readable header's value once fetched, by its index in `names`: made on the first
-    /// read of one of them (most requests read none, and then allocate nothing here).
+    /// read of one of them.
     values: OnceCell<Vec<OnceCell<Option<String>>>>,
 }
 
@@ -52,8 +59,12 @@ impl<'n> RequestView<'n> {
     pub fn new(names: &'n [String]) -> Self {
         Self {
             names,
-            ..Self::default()
+            fetched: OnceCell::new(),
         }
+    }
+
+    fn fetched(&self) -> Option<&Fetched> {
+        cached(&self.fetched, Fetched::default)
     }
 
     /// `x-request-id`, or `-`.
@@ -64,20 +75,21 @@ impl<'n> RequestView<'n> {
 
 impl RequestAttrs for RequestView<'_> {
     fn method(&self) -> &str {
-        value(&self.method, ":method")
+        self.fetched().map_or("", |f| value(&f.method, ":method"))
     }
     fn path(&self) -> &str {
-        value(&self.path, ":path")
+        self.fetched().map_or("", |f| value(&f.path, ":path"))
     }
     fn host(&self) -> &str {
-        value(&self.authority, ":authority")
+        self.fetched()
+            .map_or("", |f| value(&f.authority, ":authority"))
     }
     fn header(&self, name: &str) -> Option<&str> {
         let i = self
             .names
             .iter()
             .position(|k| k.eq_ignore_ascii_case(name))?;
-        let values = cached(&self.values, || {
+        let values = cached(&self.fetched()?.values, || {
             self.names.iter().map(|_| OnceCell::new()).collect()
         })?;
         let name = self.names.get(i)?;

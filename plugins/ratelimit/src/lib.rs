@@ -18,7 +18,7 @@ use meshward_core::policy::{Algorithm, FailureMode, HeaderStyle, RequestAttrs};
 use meshward_core::ratelimit::headers::{self, QuotaBody};
 use meshward_core::ratelimit::{
     charges, evaluate, hash64, refund_all, Access, Charge, Limiter, Outcome, PerRule, Plan,
-    PlannedRule, RuleState,
+    PlannedRule, Record, RuleState,
 };
 use meshward_kit::filter::{Action, RootContext, StreamContext};
 use meshward_kit::metrics::{Counter, Counters};
@@ -332,10 +332,18 @@ impl Request {
         );
     }
 
+    /// The decision's debug line, when the host keeps debug lines (checked here, inlined, so
+    /// that a request whose line is dropped passes no arguments anywhere).
+    #[inline(always)]
     fn log(&self, rid: &str, route: &str, rule: &str, outcome: &str, extra: impl Display) {
-        if !self.debug {
-            return;
+        if self.debug {
+            Self::log_line(rid, route, rule, outcome, &extra);
         }
+    }
+
+    #[inline(never)]
+    #[cold]
+    fn log_line(rid: &str, route: &str, rule: &str, outcome: &str, extra: &dyn Display) {
         log::debug!(
             "ratelimit x-request-id={rid} route={route} rule={rule} outcome={outcome}{extra}"
         );
@@ -476,7 +484,12 @@ impl Request {
         } else {
             String::new()
         };
-        let client = limiter.client_ip(peer_address(), req.header("x-forwarded-for"));
+        let xff = if limiter.reads_xff() {
+            req.header("x-forwarded-for")
+        } else {
+            None
+        };
+        let client = limiter.client_ip(peer_address(), xff);
         match limiter.access(client) {
             Access::Deny => {
                 shared.denied.add(1);
@@ -556,6 +569,36 @@ impl Request {
                 (delay_ns, taken)
             }
         };
+        // The usual request (local rules only, not paced) is counted and forwarded here:
+        // nothing to keep, mark or ask.
+        if delay_ns == 0 && plan.shadow().is_empty() && plan.global().is_empty() {
+            for r in plan.local() {
+                shared.count(plan, Some(r), "", Out::Allowed);
+            }
+            self.log(&rid, route, "*", "allowed", "");
+            return Action::Continue;
+        }
+        self.decide_rest(reused, taken, delay_ns, rid, now)
+    }
+
+    /// The rest of [`Request::decide_in`] once the enforcing local rules admitted a request
+    /// that is paced, or has shadow or global rules (`taken`: what the local rules were
+    /// charged).
+    #[inline(never)]
+    fn decide_rest(
+        &mut self,
+        reused: &mut Plan,
+        taken: PerRule<Record>,
+        delay_ns: u64,
+        rid: String,
+        now: u64,
+    ) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let limiter = &shared.limiter;
+        let settings = limiter.settings();
+        let retries = settings.shared.cas_retries;
+        let plan: &Plan = reused;
+        let route: &str = &plan.route.1;
         // What was charged is kept only where it may have to be given back: a paced request
         // or one that still waits for the global service.
         let charged = if delay_ns > 0 || !plan.global().is_empty() {

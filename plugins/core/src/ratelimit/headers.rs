@@ -46,17 +46,29 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
-/// `n`'s decimal digits, written at the end of `buf` (what `format!("{n}")` gives).
-pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+/// `n`'s decimal digits, written at the end of `buf` (what `format!("{n}")` gives), in 32-bit
+/// arithmetic once `n` fits: Wasm has no 64-bit multiply-high, so a 64-bit division by ten
+/// stays a division, where a 32-bit one becomes a multiply.
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    while i > 0 {
-        i -= 1;
+    let mut big = n;
+    while big > u64::from(u32::MAX) {
+        i = i.saturating_sub(1);
         if let Some(d) = buf.get_mut(i) {
-            // n % 10 < 10: one ASCII digit.
-            *d = b'0' + (n % 10) as u8;
+            // big % 10 < 10: one ASCII digit.
+            *d = b'0' + (big % 10) as u8;
         }
-        n /= 10;
-        if n == 0 {
+        big /= 10;
+    }
+    // Fits: `big <= u32::MAX`.
+    let mut m = big as u32;
+    loop {
+        i = i.saturating_sub(1);
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (m % 10) as u8;
+        }
+        m /= 10;
+        if m == 0 {
             break;
         }
     }

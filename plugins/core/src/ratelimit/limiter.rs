@@ -155,6 +155,21 @@ struct CompiledRoute {
     rules: Vec<CompiledRule>,
     /// `RateLimit-Policy` of the enforcing local rules, by tier index (one entry without tiers).
     policy_fields: Vec<Arc<str>>,
+    /// The rules' indices in plan order: enforcing local, shadow, global (policy order within
+    /// each group), so that planning walks the rules once.
+    order: Vec<usize>,
+    /// Where the shadow rules start in `order`, and where the global ones start.
+    local_end: usize,
+    shadow_end: usize,
+}
+
+/// A rule's group in a plan: 0 enforcing local, 1 shadow, 2 global.
+fn rule_group(r: &Rule) -> u8 {
+    match (r.global, r.shadow) {
+        (false, false) => 0,
+        (false, true) => 1,
+        (true, _) => 2,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +339,23 @@ impl Limiter {
             .iter()
             .map(|route| {
                 let rules = route.ratelimit.as_ref().map_or(&[][..], |rl| &rl.rules);
+                // Group by group, policy order within each (no sort: its code costs ~5 KB
+                // of module); `ends[g]` is where group `g` ends.
+                let mut order = Vec::with_capacity(rules.len());
+                let mut ends = [0usize; 3];
+                for (g, end) in (0u8..).zip(ends.iter_mut()) {
+                    for (i, r) in rules.iter().enumerate() {
+                        if rule_group(r) == g {
+                            order.push(i);
+                        }
+                    }
+                    *end = order.len();
+                }
+                let [local_end, shadow_end, _] = ends;
                 CompiledRoute {
+                    local_end,
+                    shadow_end,
+                    order,
                     policy_fields: route_policy_fields(rules, &tiers),
                     name: Arc::from(route.name.as_str()),
                     rules: rules
@@ -434,6 +465,13 @@ impl Limiter {
         chosen.or(peer.map(canonical_ip))
     }
 
+    /// True when [`Limiter::client_ip`] reads X-Forwarded-For (a filter need not fetch the
+    /// header otherwise).
+    pub fn reads_xff(&self) -> bool {
+        let ci = &self.settings.client_ip;
+        ci.source != IpSource::Peer && ci.trusted_hops > 0
+    }
+
     /// Deny list first, then allow list.
     pub fn access(&self, ip: Option<IpAddr>) -> Access {
         let Some(ip) = ip else {
@@ -525,103 +563,97 @@ impl Limiter {
             None => &[],
         };
         let slots = u64::from(self.settings.shared.slots.max(1));
-        // Grouped by kind (enforcing local, shadow, global), policy order within each group.
-        let kind = |r: &Rule| match (r.global, r.shadow) {
-            (false, false) => 0u8,
-            (false, true) => 1,
-            (true, _) => 2,
-        };
-        let (mut local_end, mut shadow_end) = (0, 0);
+        // In plan order (see `CompiledRoute::order`).
         let rules = &mut out.rules;
         let mut n = 0;
-        for group in 0..3u8 {
-            if group == 1 {
-                local_end = n;
-            } else if group == 2 {
-                shadow_end = n;
+        for &i in &compiled.order {
+            let (Some(rule), Some(c)) = (rl.rules.get(i), compiled.rules.get(i)) else {
+                continue;
+            };
+            let rate = tier
+                .as_deref()
+                .and_then(|t| rule.tiers.get(t))
+                .copied()
+                .unwrap_or(rule.rate);
+            let mut h = c.seed;
+            for part in &rule.key {
+                let bytes = match part {
+                    KeyPart::ClientIp => client_bytes,
+                    KeyPart::Route => route.name.as_bytes(),
+                    KeyPart::Header(_) | KeyPart::Claim(_) => {
+                        self.attr(req, part).unwrap_or("").as_bytes()
+                    }
+                };
+                h.part(bytes);
             }
-            for (i, (rule, c)) in rl.rules.iter().zip(&compiled.rules).enumerate() {
-                if kind(rule) != group {
-                    continue;
-                }
-                let rate = tier
-                    .as_deref()
-                    .and_then(|t| rule.tiers.get(t))
-                    .copied()
-                    .unwrap_or(rule.rate);
-                let mut h = c.seed;
+            let slot = h.finish() % slots;
+            // The slot key goes into the buffer of the rule this one replaces, if any.
+            let descriptor = rule.global.then(|| {
+                let mut d = Vec::with_capacity(rule.key.len() + 1);
+                d.push((
+                    "meshward_rule".to_string(),
+                    format!("{}/{}", route.name, rule.name),
+                ));
                 for part in &rule.key {
-                    let bytes = match part {
-                        KeyPart::ClientIp => client_bytes,
-                        KeyPart::Route => route.name.as_bytes(),
-                        KeyPart::Header(_) | KeyPart::Claim(_) => {
-                            self.attr(req, part).unwrap_or("").as_bytes()
+                    let (k, v) = match part {
+                        KeyPart::ClientIp => (
+                            "remote_address",
+                            masked.map_or_else(String::new, |ip| ip.to_string()),
+                        ),
+                        KeyPart::Route => ("route", route.name.clone()),
+                        KeyPart::Header(h) => {
+                            (h.as_str(), self.attr(req, part).unwrap_or("").into())
+                        }
+                        KeyPart::Claim(c) => {
+                            (c.as_str(), self.attr(req, part).unwrap_or("").into())
                         }
                     };
-                    h.part(bytes);
+                    d.push((k.to_string(), v));
                 }
-                let slot = h.finish() % slots;
-                // The slot key goes into the buffer of the rule this one replaces, if any.
-                let descriptor = rule.global.then(|| {
-                    let mut d = Vec::with_capacity(rule.key.len() + 1);
-                    d.push((
-                        "meshward_rule".to_string(),
-                        format!("{}/{}", route.name, rule.name),
-                    ));
-                    for part in &rule.key {
-                        let (k, v) = match part {
-                            KeyPart::ClientIp => (
-                                "remote_address",
-                                masked.map_or_else(String::new, |ip| ip.to_string()),
-                            ),
-                            KeyPart::Route => ("route", route.name.clone()),
-                            KeyPart::Header(h) => {
-                                (h.as_str(), self.attr(req, part).unwrap_or("").into())
-                            }
-                            KeyPart::Claim(c) => {
-                                (c.as_str(), self.attr(req, part).unwrap_or("").into())
-                            }
-                        };
-                        d.push((k.to_string(), v));
-                    }
-                    d
+                d
+            });
+            let check_params = params(rule, rate);
+            let cost = u64::from(rule.cost.unwrap_or(1));
+            // Written over the rule of the last plan at this position, if any: its
+            // slot-key buffer is reused, and its name kept when it is the same rule (the
+            // usual case).
+            if rules.len() <= n {
+                rules.push(PlannedRule {
+                    index: i,
+                    name: Arc::clone(&c.name),
+                    check: Check {
+                        slot: Vec::with_capacity(c.prefix.len() + 20),
+                        params: check_params,
+                        cost,
+                    },
+                    rate,
+                    shadow: rule.shadow,
+                    descriptor: None,
                 });
-                let check_params = params(rule, rate);
-                let cost = u64::from(rule.cost.unwrap_or(1));
-                // Written over the rule of the last plan at this position, if any: its
-                // slot-key buffer is reused, and its name kept when it is the same rule (the
-                // usual case).
-                if rules.len() <= n {
-                    rules.push(PlannedRule {
-                        index: i,
-                        name: Arc::clone(&c.name),
-                        check: Check {
-                            slot: Vec::with_capacity(c.prefix.len() + 20),
-                            params: check_params,
-                            cost,
-                        },
-                        rate,
-                        shadow: rule.shadow,
-                        descriptor: None,
-                    });
-                }
-                if let Some(planned) = rules.get_mut(n) {
-                    planned.index = i;
-                    set_shared(&mut planned.name, &c.name);
-                    let key = &mut planned.check.slot;
+            }
+            if let Some(planned) = rules.get_mut(n) {
+                planned.index = i;
+                // The key of the same rule (planned last time at this position, the usual
+                // case) already starts with this rule's prefix: only its slot number changes.
+                let key = &mut planned.check.slot;
+                if Arc::ptr_eq(&planned.name, &c.name) && key.len() >= c.prefix.len() {
+                    key.truncate(c.prefix.len());
+                } else {
+                    planned.name = Arc::clone(&c.name);
                     key.clear();
                     key.extend_from_slice(&c.prefix);
-                    push_decimal(key, slot);
-                    planned.check.params = check_params;
-                    planned.check.cost = cost;
-                    planned.rate = rate;
-                    planned.shadow = rule.shadow;
-                    planned.descriptor = descriptor;
                 }
-                n += 1;
+                push_decimal(key, slot);
+                planned.check.params = check_params;
+                planned.check.cost = cost;
+                planned.rate = rate;
+                planned.shadow = rule.shadow;
+                planned.descriptor = descriptor;
             }
+            n += 1;
         }
         rules.truncate(n);
+        let (local_end, shadow_end) = (compiled.local_end.min(n), compiled.shadow_end.min(n));
         // The worker's plan usually held the same route: its shared values stay as they are.
         out.route.0 = ri;
         set_shared(&mut out.route.1, &compiled.name);
