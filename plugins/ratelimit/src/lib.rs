@@ -6,6 +6,7 @@
 //! per decision carrying x-request-id. Nothing on the request path panics.
 
 pub mod cache;
+pub mod last_reply;
 pub mod queue;
 pub mod rls;
 
@@ -28,6 +29,7 @@ use meshward_kit::store::SharedStore;
 use meshward_kit::{abi, config, filter, level, reply, time};
 
 use cache::OverLimitCache;
+use last_reply::LastReply;
 use queue::{DelayQueue, Due, Held};
 
 /// Small blocks from free lists: the request path allocates the same few sizes every time.
@@ -62,6 +64,8 @@ struct Shared {
     /// Paced requests with what they were charged (given back if they never go upstream).
     queue: RefCell<DelayQueue<Vec<Charge>>>,
     cache: RefCell<OverLimitCache>,
+    /// The last 429 built, sent again while it is the same (see `last_reply`).
+    last_reply: RefCell<LastReply>,
 }
 
 impl Shared {
@@ -195,6 +199,7 @@ impl RootContext for Root {
             bypassed: Counter::new("meshward_ratelimit.bypassed".to_string()),
             queue: RefCell::new(DelayQueue::new(max_len)),
             cache: RefCell::new(OverLimitCache::new(cache_cap)),
+            last_reply: RefCell::new(LastReply::default()),
         }));
         if pacing {
             let ms = u32::try_from(tick.as_std().as_millis()).unwrap_or(u32::MAX);
@@ -295,6 +300,16 @@ impl Request {
         let shared = Rc::clone(&self.shared);
         let r = &shared.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
+        let route = plan.route.0;
+        if let Some(hit) = rule {
+            let mut last = shared.last_reply.borrow_mut();
+            if let Some((pairs, body)) =
+                last.get(route, hit.index, &plan.policy_field, retry, states)
+            {
+                self.replied = reply::send_pairs(r.status, pairs, body);
+                return;
+            }
+        }
         let fields = plan.response_field_count(r.headers, states);
         let mut pairs = Pairs::new(
             fields + 3,
@@ -306,11 +321,11 @@ impl Request {
         pairs.add_with("retry-after", &mut |b| headers::put_u64(b, retry));
         pairs.add("x-envoy-ratelimited", b"true");
         let mut body = Vec::new();
+        let built = rule.and_then(|x| Some((x.index, shared.bodies.get(route)?.get(x.index)?)));
         if r.problem_json {
             pairs.add("content-type", b"application/problem+json");
-            let built = rule.and_then(|x| shared.bodies.get(plan.route.0)?.get(x.index));
             match built {
-                Some(q) => {
+                Some((_, q)) => {
                     body.reserve_exact(q.max_len());
                     q.put(retry, &mut body);
                 }
@@ -321,6 +336,16 @@ impl Request {
             }
         }
         self.replied = reply::send_pairs(r.status, &mut pairs, &body);
+        // Kept for the next refusal with the same inputs (a rule's own reply only).
+        if let Some((index, _)) = built {
+            shared.last_reply.borrow_mut().keep(
+                (route, index),
+                &plan.policy_field,
+                retry,
+                states,
+                (pairs, body),
+            );
+        }
     }
 
     fn refuse(&mut self, status: u16, title: &str, detail: &str) {

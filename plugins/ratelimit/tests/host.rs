@@ -189,6 +189,55 @@ fn rejection_has_retry_after_ietf_fields_and_problem_json() {
     no_traps(&e.host);
 }
 
+/// Every refusal says its own wait, in its fields and its body, whether the worker builds it
+/// afresh or sends again the one it built for the previous refusal.
+#[test]
+fn each_refusal_says_its_own_wait() {
+    let e = env(policy(
+        default_route(json!([{ "name": "per-client", "rate": "1/min" }])),
+        json!({}),
+    ));
+    let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+    let refusal = |w: &mut Worker, peer: &str| match get(w, peer, &[]) {
+        Flow::LocalReply(r) => {
+            assert_eq!(r.status, 429);
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let detail = body["detail"].as_str().unwrap_or_default().to_string();
+            (
+                r.headers.get("retry-after").map(str::to_string),
+                r.headers.get("ratelimit").map(str::to_string),
+                detail,
+            )
+        }
+        f => panic!("{f:?}"),
+    };
+    let wait = |secs: u64| {
+        (
+            Some(secs.to_string()),
+            Some(format!("\"per-client\";r=0;t={secs}")),
+            format!("rate limit `per-client` of route `default` exceeded; retry in {secs} s"),
+        )
+    };
+    assert_eq!(status(&get(&mut w, "10.0.0.1:1", &[])), 200);
+    e.clock.advance(Duration::from_millis(100));
+    assert_eq!(refusal(&mut w, "10.0.0.1:1"), wait(60));
+    // The same refusal again (sent whole from the worker's last reply).
+    e.clock.advance(Duration::from_millis(100));
+    assert_eq!(refusal(&mut w, "10.0.0.1:1"), wait(60));
+    // Ten seconds on: a shorter wait.
+    e.clock.advance(Duration::from_secs(10));
+    assert_eq!(refusal(&mut w, "10.0.0.1:1"), wait(50));
+    // Another client's refusal, then the first's again: each its own.
+    assert_eq!(status(&get(&mut w, "10.0.0.2:1", &[])), 200);
+    assert_eq!(refusal(&mut w, "10.0.0.2:1"), wait(60));
+    assert_eq!(refusal(&mut w, "10.0.0.1:1"), wait(50));
+    assert_eq!(
+        counter(&e.host, "meshward_ratelimit.default.per-client.limited"),
+        5
+    );
+    no_traps(&e.host);
+}
+
 #[test]
 fn spoofed_x_forwarded_for_cannot_move_a_client_to_another_bucket() {
     let e = env(policy(
