@@ -128,7 +128,13 @@ impl Headers {
     }
     /// Entry `i` := (`k` lower-cased, `v`), in this map's entry `i` if it has one, else in one
     /// from `pool`, else a new one (entries before `i` must exist).
-    fn set_pooled(&mut self, i: usize, k: &[u8], v: &[u8], pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    pub(crate) fn set_pooled(
+        &mut self,
+        i: usize,
+        k: &[u8],
+        v: &[u8],
+        pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
         if i >= self.0.len() {
             match pool.pop() {
                 Some(e) => self.0.push(e),
@@ -148,12 +154,21 @@ impl Headers {
     }
     /// Keeps the first `n` entries; the others go to `pool` while it holds fewer than
     /// [`KEPT_ENTRIES`].
-    fn shrink_pooled(&mut self, n: usize, pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    pub(crate) fn shrink_pooled(&mut self, n: usize, pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
         if self.0.len() > n {
             let room = KEPT_ENTRIES.saturating_sub(pool.len());
             pool.extend(self.0.drain(n..).take(room));
             self.0.truncate(n);
         }
+    }
+    /// Empties this map into `pool`, then takes back the last `n` entries of the pool in
+    /// their order: where `Dir::reset` put the slot's previous map of this direction, so
+    /// that writing a map of the same shape again with [`Headers::set_pooled`] at positions
+    /// 0, 1, ... finds each name already in place (a compare, no copy or lower-casing).
+    pub(crate) fn reuse_in_order(&mut self, n: usize, pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        pool.append(&mut self.0);
+        let from = pool.len().saturating_sub(n);
+        self.0.extend(pool.drain(from..));
     }
     /// Make this map equal to `other` (whose names are lower-case), reusing this map's entry
     /// buffers, then `pool`'s (see [`deserialize_into`]).

@@ -1958,31 +1958,60 @@ fn local_reply_headers(
     h: &mut Headers,
     pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) {
-    if grpc_req && r.grpc_status.is_some() {
+    // Written at positions 0, 1, ... into the slot's previous response entries, in their
+    // order: a reply of the same shape as the last (a filter refusing every request) finds
+    // every name in place.
+    h.reuse_in_order(r.headers.len() + 2, pool);
+    let mut n = 0;
+    let mut put = |h: &mut Headers, k: &[u8], v: &[u8]| {
+        h.set_pooled(n, k, v, pool);
+        n += 1;
+    };
+    let mut digits = [0u8; 20];
+    let grpc_reply = grpc_req && r.grpc_status.is_some();
+    if grpc_reply {
         // A gRPC local reply is a trailers-only response (Envoy `Grpc::Utility`).
-        h.add_pooled(b":status", b"200", pool);
-        h.add_pooled(b"content-type", b"application/grpc", pool);
-        h.add_pooled(
-            b"grpc-status",
-            r.grpc_status.unwrap_or(2).to_string().as_bytes(),
-            pool,
-        );
+        put(h, b":status", b"200");
+        put(h, b"content-type", b"application/grpc");
+        let code = r.grpc_status.unwrap_or(2).to_string();
+        put(h, b"grpc-status", code.as_bytes());
         if !r.body.is_empty() {
-            h.add_pooled(b"grpc-message", &r.body, pool);
+            put(h, b"grpc-message", &r.body);
         }
     } else {
-        h.add_pooled(b":status", r.status.to_string().as_bytes(), pool);
+        put(h, b":status", decimal(u64::from(r.status), &mut digits));
     }
     for (k, v) in &r.headers.0 {
         if k != b":status" {
-            h.add_pooled(k, v, pool);
+            put(h, k, v);
         }
     }
-    let grpc_reply = grpc_req && r.grpc_status.is_some();
+    // Only what was written stays (the rest goes back to the pool, the entry after the last
+    // written first: usually the previous reply's `content-length`).
+    h.shrink_pooled(n, pool);
     if !grpc_reply && !r.body.is_empty() {
         if h.get_bytes(b"content-type").is_none() {
-            h.add(b"content-type", b"text/plain");
+            h.add_pooled(b"content-type", b"text/plain", pool);
         }
-        h.replace(b"content-length", r.body.len().to_string().as_bytes());
+        // Envoy sets content-length, replacing any the plugin gave (rare: then `replace`).
+        if h.get_bytes(b"content-length").is_some() {
+            h.replace(b"content-length", r.body.len().to_string().as_bytes());
+        } else {
+            let len = decimal(r.body.len() as u64, &mut digits);
+            h.add_pooled(b"content-length", len, pool);
+        }
+    }
+}
+
+/// `v` in decimal, written at the end of `buf`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
     }
 }

@@ -489,6 +489,15 @@ fn local_replies_on_a_reused_stream_slot_are_each_their_own() {
             assert_eq!(r.headers.get("x-reason"), None, "{r:?}");
             assert_eq!(r.details, "by_path");
         }
+        // What went downstream, whole: the status, the plugin's one header, and what Envoy
+        // adds (a default content type, the body's length), each once, nothing left over
+        // from the reply before.
+        let want_status = r.status.to_string();
+        let want_len = r.body.len().to_string();
+        assert_eq!(r.headers.len(), 4, "{r:?}");
+        assert_eq!(r.headers.get(":status"), Some(want_status.as_str()));
+        assert_eq!(r.headers.get_all("content-type"), [&b"text/plain"[..]]);
+        assert_eq!(r.headers.get("content-length"), Some(want_len.as_str()));
         if held {
             kept.push(r);
         }
