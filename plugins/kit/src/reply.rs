@@ -3,6 +3,9 @@
 //! VM, so each returns whether it worked. A reply's header map is written in its wire form as
 //! it is built ([`Pairs`]).
 
+use std::cell::Cell;
+use std::sync::Arc;
+
 use crate::abi;
 
 /// A header map serialized as the ABI wants it (count, a name and value length per pair,
@@ -84,16 +87,25 @@ impl meshward_core::ratelimit::headers::FieldSink for Pairs {
     }
 }
 
-/// Response fields kept from the request headers until the response headers: every value in
-/// one buffer (one allocation per request, none when there are no fields), added with one
-/// `proxy_add_header_map_value` each. Holds up to [`Kept::MAX`] fields (a rate-limit style
-/// writes at most five); more are dropped.
+/// Response fields kept from the request headers until the response headers, added with one
+/// `proxy_add_header_map_value` each: one value shared with the filter's configuration (kept
+/// as is), the others in one buffer. Holds up to [`Kept::MAX`] fields (a rate-limit style
+/// writes at most five); more are dropped. The buffer is the worker's spare one when it is
+/// free (given back once the fields are added), so a request usually allocates nothing.
 #[derive(Debug, Default)]
 pub struct Kept {
     buf: Vec<u8>,
-    /// Each field's name and the end of its value in `buf`.
+    /// Each field's name and the end of its value in `buf` (the shared field's entry is
+    /// a placeholder).
     ends: [(&'static str, usize); Kept::MAX],
     len: usize,
+    /// The shared field and its position among the fields.
+    shared: Option<(usize, Arc<str>)>,
+}
+
+thread_local! {
+    /// The worker's spare buffer for [`Kept`] (one: streams at once beyond it allocate).
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 impl Kept {
@@ -102,8 +114,10 @@ impl Kept {
 
     /// Empty, with room for `bytes` bytes of values.
     pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = SPARE.take();
+        buf.reserve(bytes);
         Self {
-            buf: Vec::with_capacity(bytes),
+            buf,
             ..Self::default()
         }
     }
@@ -111,16 +125,34 @@ impl Kept {
     /// Adds every kept field to the response (once: the fields are gone afterwards); a field
     /// the host refuses is skipped with a debug line.
     pub fn add_to_response(&mut self) {
-        let mut start = 0;
-        for (name, end) in self.ends.get(..self.len).unwrap_or(&[]) {
-            let value = self.buf.get(start..*end).unwrap_or(&[]);
+        self.each(|name, value| {
             if !add_response_header(name, value) {
                 log::debug!("the host refused response header {name}");
             }
-            start = *end;
-        }
+        });
         self.len = 0;
-        self.buf.clear();
+        self.shared = None;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        SPARE.set(buf);
+    }
+}
+
+impl Kept {
+    /// Each kept field's name and value, in the order they were written.
+    fn each(&self, mut f: impl FnMut(&'static str, &[u8])) {
+        let mut start = 0;
+        for (i, (name, end)) in self.ends.get(..self.len).unwrap_or(&[]).iter().enumerate() {
+            let value = match &self.shared {
+                Some((at, v)) if *at == i => v.as_bytes(),
+                _ => {
+                    let v = self.buf.get(start..*end).unwrap_or(&[]);
+                    start = *end;
+                    v
+                }
+            };
+            f(name, value);
+        }
     }
 }
 
@@ -130,6 +162,18 @@ impl meshward_core::ratelimit::headers::FieldSink for Kept {
             value(&mut self.buf);
             *slot = (name, self.buf.len());
             self.len += 1;
+        }
+    }
+
+    fn shared_field(&mut self, name: &'static str, value: &Arc<str>) {
+        let end = self.buf.len();
+        match (&self.shared, self.ends.get_mut(self.len)) {
+            (None, Some(slot)) => {
+                *slot = (name, end);
+                self.shared = Some((self.len, Arc::clone(value)));
+                self.len += 1;
+            }
+            _ => self.field(name, &mut |v| v.extend_from_slice(value.as_bytes())),
         }
     }
 }
@@ -206,6 +250,38 @@ mod tests {
         for ((k, v), (wk, wv)) in got.iter().zip(want) {
             assert_eq!((k.as_str(), v.as_str()), (wk, wv));
         }
+    }
+
+    #[test]
+    fn kept_fields_keep_their_order_and_the_spare_buffer_comes_back_empty() {
+        use meshward_core::ratelimit::headers::FieldSink;
+        let policy: Arc<str> = Arc::from("\"a\";q=5;w=1");
+        let mut k = Kept::with_capacity(32);
+        k.field("x-first", &mut |b| b.extend_from_slice(b"1"));
+        k.shared_field("ratelimit-policy", &policy);
+        k.field("ratelimit", &mut |b| b.extend_from_slice(b"\"a\";r=4;t=1"));
+        // A second shared value is copied.
+        k.shared_field("x-again", &policy);
+        let mut got = Vec::new();
+        k.each(|n, v| got.push((n, String::from_utf8_lossy(v).into_owned())));
+        assert_eq!(
+            got,
+            [
+                ("x-first", "1".to_string()),
+                ("ratelimit-policy", policy.to_string()),
+                ("ratelimit", "\"a\";r=4;t=1".to_string()),
+                ("x-again", policy.to_string()),
+            ]
+        );
+        // No host here: every field is refused; the buffer still goes back, emptied.
+        let cap = k.buf.capacity();
+        k.add_to_response();
+        let mut none = Vec::new();
+        k.each(|n, _| none.push(n));
+        assert!(none.is_empty());
+        let next = Kept::with_capacity(4);
+        assert!(next.buf.is_empty());
+        assert_eq!(next.buf.capacity(), cap);
     }
 
     #[test]

@@ -162,6 +162,12 @@ pub fn ratelimit_field(items: &[Item]) -> String {
 pub trait FieldSink {
     /// Adds the field `name`; `value` appends its value to the buffer it is given.
     fn field(&mut self, name: &'static str, value: &mut dyn FnMut(&mut Vec<u8>));
+
+    /// Adds the field `name` with a value the caller shares (a per-route constant): a sink
+    /// that keeps fields may keep it without a copy. Copied by default.
+    fn shared_field(&mut self, name: &'static str, value: &std::sync::Arc<str>) {
+        self.field(name, &mut |v| v.extend_from_slice(value.as_bytes()));
+    }
 }
 
 /// Fields kept as name and value bytes.

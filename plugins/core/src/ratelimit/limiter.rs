@@ -425,9 +425,7 @@ impl Limiter {
         }
         let local = plan.local();
         let compiled = self.routes.get(plan.route.0);
-        sink.field("ratelimit-policy", &mut |v| {
-            v.extend_from_slice(plan.policy_field.as_bytes())
-        });
+        sink.shared_field("ratelimit-policy", &plan.policy_field);
         sink.field("ratelimit", &mut |v| {
             for (n, (r, s)) in local.iter().zip(states).enumerate() {
                 if n > 0 {
