@@ -67,6 +67,7 @@ impl<V, K: Id> IdMap<V, K> {
     }
 
     /// Where `id` would sit in an empty table: the top bits of its Fibonacci hash.
+    #[inline(always)]
     fn home(&self, id: K) -> usize {
         let bits = self.slots.len().trailing_zeros();
         // A table has at least 16 slots, so the shift is below 64.

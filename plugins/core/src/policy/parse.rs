@@ -12,6 +12,7 @@ use super::Policy;
 /// Parses a JSON policy (a filter's pluginConfig) and validates it. A syntax error has a
 /// line and column; type and semantic problems have the field path only (JSON configs are
 /// generated, usually on one line).
+#[inline(never)]
 pub fn parse_json(bytes: &[u8]) -> Result<Policy, PolicyErrors> {
     let tree = json_tree(bytes)
         .map_err(|e| PolicyErrors(vec![in_config(e.line, e.column, ".".into(), e.message)]))?;

@@ -150,6 +150,7 @@ impl<T: Copy + Default> PerRule<T> {
     }
 
     /// The `i`-th value, if there is one.
+    #[inline(always)]
     fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         if self.heap.is_empty() {
             self.inline.get_mut(..self.len)?.get_mut(i)

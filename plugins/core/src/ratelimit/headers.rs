@@ -49,6 +49,7 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
 /// `n`'s decimal digits, written at the end of `buf` (what `format!("{n}")` gives), in 32-bit
 /// arithmetic once `n` fits: Wasm has no 64-bit multiply-high, so a 64-bit division by ten
 /// stays a division, where a 32-bit one becomes a multiply.
+#[inline(always)]
 pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     let mut big = n;

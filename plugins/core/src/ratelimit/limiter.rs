@@ -222,6 +222,7 @@ impl Hash64 {
     }
 
     /// Adds one part (its bytes, then a separator).
+    #[inline(always)]
     pub fn part(&mut self, p: &[u8]) {
         let mut h = self.0;
         for b in p {
@@ -323,6 +324,7 @@ fn parse_v4_port(s: &[u8]) -> Option<Ipv4Addr> {
 
 impl Limiter {
     /// Compiles a policy (which the caller has validated).
+    #[inline(never)]
     pub fn new(mut policy: Policy) -> Self {
         // Moved out rather than cloned (a clone of every setting costs ~0.9 KB of module).
         let settings = policy.ratelimit.take().unwrap_or_default();
