@@ -114,12 +114,23 @@ impl Kept {
 
     /// Empty, with room for `bytes` bytes of values.
     pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = SPARE.take();
-        buf.reserve(bytes);
-        Self {
-            buf,
-            ..Self::default()
+        let mut kept = Self::default();
+        kept.start(bytes);
+        kept
+    }
+
+    /// Empties this one for new fields, with room for `bytes` bytes of values (in the
+    /// worker's spare buffer when this one has none).
+    pub fn start(&mut self, bytes: usize) {
+        self.len = 0;
+        self.shared = None;
+        self.buf.clear();
+        if self.buf.capacity() == 0 {
+            // Exchanged, not replaced: the empty vector goes to the spare slot, so nothing is
+            // dropped here.
+            SPARE.with(|spare| spare.swap(Cell::from_mut(&mut self.buf)));
         }
+        self.buf.reserve(bytes);
     }
 
     /// Adds every kept field to the response (once: the fields are gone afterwards); a field
@@ -132,9 +143,9 @@ impl Kept {
         });
         self.len = 0;
         self.shared = None;
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        SPARE.set(buf);
+        self.buf.clear();
+        // Back to the spare slot in exchange for what it holds (usually an empty vector).
+        SPARE.with(|spare| spare.swap(Cell::from_mut(&mut self.buf)));
     }
 }
 

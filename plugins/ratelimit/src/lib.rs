@@ -583,7 +583,8 @@ impl Request {
                 if settings.response.on_allowed {
                     // The `RateLimit` value is about as long as `RateLimit-Policy`; the
                     // legacy fields add a few numbers.
-                    self.response_headers = Kept::with_capacity(2 * plan.policy_field.len() + 64);
+                    self.response_headers
+                        .start(2 * plan.policy_field.len() + 64);
                     limiter.put_response_fields(
                         plan,
                         self.style(),

@@ -84,7 +84,9 @@ const INLINE: usize = 4;
 pub struct PerRule<T: Copy + Default> {
     inline: [T; INLINE],
     len: usize,
-    heap: Vec<T>,
+    /// All the values once there are more than [`INLINE`] (`None` until then: an inline
+    /// `PerRule` has no vector, so dropping one is a check, not a call).
+    heap: Option<Vec<T>>,
 }
 
 impl<T: Copy + Default> PerRule<T> {
@@ -94,11 +96,7 @@ impl<T: Copy + Default> PerRule<T> {
         Self {
             inline: [T::default(); INLINE],
             len: 0,
-            heap: if n > INLINE {
-                Vec::with_capacity(n)
-            } else {
-                Vec::new()
-            },
+            heap: (n > INLINE).then(|| Vec::with_capacity(n)),
         }
     }
 
@@ -111,13 +109,13 @@ impl<T: Copy + Default> PerRule<T> {
             Self {
                 inline: [T::default(); INLINE],
                 len: n,
-                heap: Vec::new(),
+                heap: None,
             }
         } else {
             Self {
                 inline: [T::default(); INLINE],
                 len: 0,
-                heap: vec![T::default(); n],
+                heap: Some(vec![T::default(); n]),
             }
         }
     }
@@ -132,30 +130,39 @@ impl<T: Copy + Default> PerRule<T> {
         Self {
             inline,
             len: 1,
-            heap: Vec::new(),
+            heap: None,
         }
+    }
+
+    /// The heap values, when they are the values (there are more than fit inline).
+    #[inline(always)]
+    fn spilled(&self) -> Option<&Vec<T>> {
+        self.heap.as_ref().filter(|h| !h.is_empty())
     }
 
     /// Appends `v`.
     fn push(&mut self, v: T) {
-        if !self.heap.is_empty() {
-            self.heap.push(v);
-        } else if let Some(slot) = self.inline.get_mut(self.len) {
-            *slot = v;
-            self.len += 1;
-        } else {
-            self.heap.extend_from_slice(&self.inline);
-            self.heap.push(v);
+        match &mut self.heap {
+            Some(h) if !h.is_empty() => h.push(v),
+            heap => {
+                if let Some(slot) = self.inline.get_mut(self.len) {
+                    *slot = v;
+                    self.len += 1;
+                } else {
+                    let h = heap.get_or_insert_with(Vec::new);
+                    h.extend_from_slice(&self.inline);
+                    h.push(v);
+                }
+            }
         }
     }
 
     /// The `i`-th value, if there is one.
     #[inline(always)]
     fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        if self.heap.is_empty() {
-            self.inline.get_mut(..self.len)?.get_mut(i)
-        } else {
-            self.heap.get_mut(i)
+        match &mut self.heap {
+            Some(h) if !h.is_empty() => h.get_mut(i),
+            _ => self.inline.get_mut(..self.len)?.get_mut(i),
         }
     }
 }
@@ -169,10 +176,9 @@ impl<T: Copy + Default> Default for PerRule<T> {
 impl<T: Copy + Default> std::ops::Deref for PerRule<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        if self.heap.is_empty() {
-            self.inline.get(..self.len).unwrap_or(&[])
-        } else {
-            &self.heap
+        match self.spilled() {
+            Some(h) => h,
+            None => self.inline.get(..self.len).unwrap_or(&[]),
         }
     }
 }
