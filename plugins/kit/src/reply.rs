@@ -123,7 +123,9 @@ impl Kept {
     /// worker's spare buffer when this one has none).
     pub fn start(&mut self, bytes: usize) {
         self.len = 0;
-        self.shared = None;
+        if self.shared.is_some() {
+            self.shared = None;
+        }
         self.buf.clear();
         if self.buf.capacity() == 0 {
             // Exchanged, not replaced: the empty vector goes to the spare slot, so nothing is

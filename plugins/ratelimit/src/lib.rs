@@ -504,10 +504,14 @@ impl Request {
         let req = RequestView::new(limiter.header_names());
         // The request id only ever appears in debug lines: it is not read when the host drops
         // them (a paced or global request keeps the empty id for its later lines).
-        let rid = if self.debug {
-            req.request_id().to_string()
+        // Borrowed from `rid_text` when read: a request whose debug lines are dropped has no
+        // string to drop.
+        let rid_text;
+        let rid: &str = if self.debug {
+            rid_text = req.request_id().to_string();
+            &rid_text
         } else {
-            String::new()
+            ""
         };
         let xff = if limiter.reads_xff() {
             req.header("x-forwarded-for")
@@ -518,13 +522,13 @@ impl Request {
         match limiter.access(client) {
             Access::Deny => {
                 shared.denied.add(1);
-                self.log(&rid, "-", "-", "denied", "");
+                self.log(rid, "-", "-", "denied", "");
                 self.refuse(403, "Forbidden", "the client address is on the deny list");
                 return Action::Pause;
             }
             Access::Bypass => {
                 shared.bypassed.add(1);
-                self.log(&rid, "-", "-", "bypassed", "");
+                self.log(rid, "-", "-", "bypassed", "");
                 return Action::Continue;
             }
             Access::Limit => {}
@@ -546,7 +550,7 @@ impl Request {
                 let name = hit.map_or("", |r| &*r.name);
                 shared.count(plan, hit, "", Out::Limited);
                 self.log(
-                    &rid,
+                    rid,
                     route,
                     name,
                     "limited",
@@ -561,13 +565,13 @@ impl Request {
                 shared.count(plan, hit, "", Out::CasExhausted);
                 match error {
                     Some(e) => self.log(
-                        &rid,
+                        rid,
                         route,
                         name,
                         "cas_exhausted",
                         format_args!(" error={e}"),
                     ),
-                    None => self.log(&rid, route, name, "cas_exhausted", ""),
+                    None => self.log(rid, route, name, "cas_exhausted", ""),
                 }
                 if settings.shared.on_cas_exhausted == FailureMode::Deny {
                     self.reject(plan, hit, "", 1_000_000_000, &[]);
@@ -601,10 +605,10 @@ impl Request {
             for r in plan.local() {
                 shared.count(plan, Some(r), "", Out::Allowed);
             }
-            self.log(&rid, route, "*", "allowed", "");
+            self.log(rid, route, "*", "allowed", "");
             return Action::Continue;
         }
-        self.decide_rest(reused, taken, delay_ns, rid, now)
+        self.decide_rest(reused, taken, delay_ns, rid.to_string(), now)
     }
 
     /// The rest of [`Request::decide_in`] once the enforcing local rules admitted a request

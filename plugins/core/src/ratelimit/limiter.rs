@@ -648,7 +648,13 @@ impl Limiter {
                 planned.check.cost = cost;
                 planned.rate = rate;
                 planned.shadow = rule.shadow;
-                planned.descriptor = descriptor;
+                // Assigned only when either holds a descriptor (local rules have none: no
+                // drop of the old `None`).
+                match descriptor {
+                    Some(d) => planned.descriptor = Some(d),
+                    None if planned.descriptor.is_some() => planned.descriptor = None,
+                    None => {}
+                }
             }
             n += 1;
         }
