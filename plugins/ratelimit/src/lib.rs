@@ -301,8 +301,9 @@ impl Request {
         let r = &shared.limiter.settings().response;
         let retry = headers::retry_after_secs(retry_after_ns);
         let route = plan.route.0;
-        if let Some(hit) = rule {
-            let mut last = shared.last_reply.borrow_mut();
+        // (`try_borrow_mut`: the reply is sent while the record is borrowed, and nothing on
+        // this path may panic even if a host called back into the filter meanwhile.)
+        if let (Some(hit), Ok(mut last)) = (rule, shared.last_reply.try_borrow_mut()) {
             if let Some((pairs, body)) =
                 last.get(route, hit.index, &plan.policy_field, retry, states)
             {
@@ -338,13 +339,16 @@ impl Request {
         self.replied = reply::send_pairs(r.status, &mut pairs, &body);
         // Kept for the next refusal with the same inputs (a rule's own reply only).
         if let Some((index, _)) = built {
-            shared.last_reply.borrow_mut().keep(
-                (route, index),
-                &plan.policy_field,
-                retry,
-                states,
-                (pairs, body),
-            );
+            let last = shared.last_reply.try_borrow_mut();
+            if let Ok(mut last) = last {
+                last.keep(
+                    (route, index),
+                    &plan.policy_field,
+                    retry,
+                    states,
+                    (pairs, body),
+                );
+            }
         }
     }
 
