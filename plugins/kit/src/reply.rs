@@ -149,9 +149,7 @@ impl Kept {
         // Back to the spare slot in exchange for what it holds (usually an empty vector).
         SPARE.with(|spare| spare.swap(Cell::from_mut(&mut self.buf)));
     }
-}
 
-impl Kept {
     /// Each kept field's name and value, in the order they were written.
     fn each(&self, mut f: impl FnMut(&'static str, &[u8])) {
         let mut start = 0;
