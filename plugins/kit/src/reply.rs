@@ -112,13 +112,6 @@ impl Kept {
     /// Fields a [`Kept`] holds.
     pub const MAX: usize = 5;
 
-    /// Empty, with room for `bytes` bytes of values.
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut kept = Self::default();
-        kept.start(bytes);
-        kept
-    }
-
     /// Empties this one for new fields, with room for `bytes` bytes of values (in the
     /// worker's spare buffer when this one has none).
     pub fn start(&mut self, bytes: usize) {
@@ -267,7 +260,8 @@ mod tests {
     fn kept_fields_keep_their_order_and_the_spare_buffer_comes_back_empty() {
         use meshward_core::ratelimit::headers::FieldSink;
         let policy: Arc<str> = Arc::from("\"a\";q=5;w=1");
-        let mut k = Kept::with_capacity(32);
+        let mut k = Kept::default();
+        k.start(32);
         k.field("x-first", &mut |b| b.extend_from_slice(b"1"));
         k.shared_field("ratelimit-policy", &policy);
         k.field("ratelimit", &mut |b| b.extend_from_slice(b"\"a\";r=4;t=1"));
@@ -290,7 +284,8 @@ mod tests {
         let mut none = Vec::new();
         k.each(|n, _| none.push(n));
         assert!(none.is_empty());
-        let next = Kept::with_capacity(4);
+        let mut next = Kept::default();
+        next.start(4);
         assert!(next.buf.is_empty());
         assert_eq!(next.buf.capacity(), cap);
     }

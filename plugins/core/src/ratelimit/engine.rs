@@ -322,83 +322,37 @@ fn evaluate_many<C: AsRef<Check>>(
     let mut delay_ns = 0u64;
     let mut taken = PerRule::<Record>::with_capacity(checks.len());
     for (i, c) in checks.iter().map(AsRef::as_ref).enumerate() {
-        let (mut snapshot, mut decided) = match i.checked_sub(1) {
+        let (snapshot, decided) = match i.checked_sub(1) {
             None => first_loaded,
             Some(j) => more_loaded.get(j).copied().flatten(),
         }
         .map_or((None, None), |(rv, v)| (Some(rv), Some(v)));
-        let mut committed = false;
-        for _ in 0..retries.max(1) {
-            let (rec, ver) = match snapshot {
-                Some(v) => v,
-                None => match load_or_create(store, &c.slot) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        undo(store, checks, &taken, now, retries);
-                        return Outcome::Exhausted {
-                            rule: i,
-                            error: Some(e),
-                        };
-                    }
-                },
-            };
-            let verdict = match decided.take() {
-                Some(v) => v,
-                None => decide(&c.params, Some(rec), now, c.cost),
-            };
-            match verdict {
-                Verdict::Allow {
-                    next,
-                    delay_ns: d,
-                    remaining,
-                    reset_ns,
-                } => match store.replace(&c.slot, next, ver) {
-                    Ok(true) => {
-                        delay_ns = delay_ns.max(d);
-                        if let Some(s) = states.get_mut(i) {
-                            *s = RuleState {
-                                remaining,
-                                reset_ns,
-                            };
-                        }
-                        taken.push(next);
-                        committed = true;
-                        break;
-                    }
-                    Ok(false) => {
-                        snapshot = None;
-                        decided = None;
-                    }
-                    Err(e) => {
-                        undo(store, checks, &taken, now, retries);
-                        return Outcome::Exhausted {
-                            rule: i,
-                            error: Some(e),
-                        };
-                    }
-                },
-                Verdict::Reject { retry_after_ns, .. } => {
-                    undo(store, checks, &taken, now, retries);
-                    if let Some(s) = states.get_mut(i) {
-                        *s = RuleState {
-                            remaining: 0,
-                            reset_ns: retry_after_ns,
-                        };
-                    }
-                    return Outcome::Reject {
-                        rule: i,
-                        retry_after_ns,
-                        states,
+        match commit(store, c, snapshot, decided, now, retries) {
+            Commit::Done { next, delay, state } => {
+                delay_ns = delay_ns.max(delay);
+                if let Some(s) = states.get_mut(i) {
+                    *s = state;
+                }
+                taken.push(next);
+            }
+            Commit::Rejected(retry_after_ns) => {
+                undo(store, checks, &taken, now, retries);
+                if let Some(s) = states.get_mut(i) {
+                    *s = RuleState {
+                        remaining: 0,
+                        reset_ns: retry_after_ns,
                     };
                 }
+                return Outcome::Reject {
+                    rule: i,
+                    retry_after_ns,
+                    states,
+                };
             }
-        }
-        if !committed {
-            undo(store, checks, &taken, now, retries);
-            return Outcome::Exhausted {
-                rule: i,
-                error: None,
-            };
+            Commit::Failed(error) => {
+                undo(store, checks, &taken, now, retries);
+                return Outcome::Exhausted { rule: i, error };
+            }
         }
     }
     Outcome::Allow {
@@ -422,7 +376,7 @@ fn evaluate_one(store: &mut dyn Store, c: &Check, now: u64, retries: u32) -> Out
     };
     let exhausted = |error| Outcome::Exhausted { rule: 0, error };
     // Phase 1: decide on a snapshot (none when the slot was never written).
-    let mut snapshot = match store.load(&c.slot) {
+    let snapshot = match store.load(&c.slot) {
         Ok(v) => v,
         Err(e) => return exhausted(Some(e)),
     };
@@ -432,13 +386,51 @@ fn evaluate_one(store: &mut dyn Store, c: &Check, now: u64, retries: u32) -> Out
     }
     // Phase 2: commit with CAS. The first attempt reuses phase 1's verdict when it was made
     // on an existing slot; a missing slot is created and decided on afresh.
-    let mut decided = snapshot.is_some().then_some(first);
+    let decided = snapshot.is_some().then_some(first);
+    match commit(store, c, snapshot, decided, now, retries) {
+        Commit::Done { next, delay, state } => Outcome::Allow {
+            delay_ns: delay,
+            states: PerRule::one(state),
+            taken: PerRule::one(next),
+        },
+        Commit::Rejected(retry_after_ns) => reject(retry_after_ns),
+        Commit::Failed(error) => exhausted(error),
+    }
+}
+
+/// What committing one check came to.
+enum Commit {
+    /// Stored `next`; the request waits `delay` ns; the rule's numbers for the headers.
+    Done {
+        next: Record,
+        delay: u64,
+        state: RuleState,
+    },
+    /// The rule refused on a fresh record (ns until it would pass); nothing stored.
+    Rejected(u64),
+    /// The store failed, or (`None`) CAS attempts ran out; nothing stored.
+    Failed(Option<StoreError>),
+}
+
+/// Phase 2 for one check: compare-and-swap its record, at most `retries` attempts. The first
+/// attempt uses `snapshot` and the verdict `decided` made on it when given; every later one
+/// (after another worker won the race) reads the slot, creating it if missing, and decides
+/// again.
+#[inline(always)]
+fn commit(
+    store: &mut dyn Store,
+    c: &Check,
+    mut snapshot: Option<(Record, u32)>,
+    mut decided: Option<Verdict>,
+    now: u64,
+    retries: u32,
+) -> Commit {
     for _ in 0..retries.max(1) {
         let (rec, ver) = match snapshot.take() {
             Some(v) => v,
             None => match load_or_create(store, &c.slot) {
                 Ok(v) => v,
-                Err(e) => return exhausted(Some(e)),
+                Err(e) => return Commit::Failed(Some(e)),
             },
         };
         let verdict = match decided.take() {
@@ -453,22 +445,22 @@ fn evaluate_one(store: &mut dyn Store, c: &Check, now: u64, retries: u32) -> Out
                 reset_ns,
             } => match store.replace(&c.slot, next, ver) {
                 Ok(true) => {
-                    return Outcome::Allow {
-                        delay_ns,
-                        states: PerRule::one(RuleState {
+                    return Commit::Done {
+                        next,
+                        delay: delay_ns,
+                        state: RuleState {
                             remaining,
                             reset_ns,
-                        }),
-                        taken: PerRule::one(next),
+                        },
                     }
                 }
                 Ok(false) => {}
-                Err(e) => return exhausted(Some(e)),
+                Err(e) => return Commit::Failed(Some(e)),
             },
-            Verdict::Reject { retry_after_ns, .. } => return reject(retry_after_ns),
+            Verdict::Reject { retry_after_ns, .. } => return Commit::Rejected(retry_after_ns),
         }
     }
-    exhausted(None)
+    Commit::Failed(None)
 }
 
 /// Refunds the checks committed so far (`taken` holds one record per committed check).
