@@ -20,7 +20,8 @@
 //! - `bail`: a host function that changes per-callback state (`proxy_set_effective_context`,
 //!   `proxy_send_local_response`) sets it to 1 and records the stage; the shim returns after
 //!   that callback and the worker runs the batch's remaining callbacks one entry each, as
-//!   without batching.
+//!   without batching. After a batch's last callback only the stage is recorded (the shim
+//!   returns anyway), so a 429 sent from the request headers writes no global.
 //!
 //! Deadline: a batch runs under ONE per-callback deadline (the epoch deadline is set once per
 //! entry), not the sum of its callbacks' deadlines: its callbacks together must finish within
@@ -298,34 +299,32 @@ fn section(out: &mut Vec<u8>, id: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// The shim's globals, which host functions read or set on the rare paths only: looked up
-/// there (by export index), not at VM start.
+/// The shim's globals, which host functions read or set on the rare paths only (resolved
+/// once per VM, when the shim is instantiated: an export lookup by index costs more than the
+/// read itself).
 #[derive(Clone, Copy)]
 pub(crate) struct Globals {
-    instance: Instance,
-    stage: ModuleExport,
-    bail: ModuleExport,
+    stage: Global,
+    bail: Global,
 }
 
 impl Globals {
     /// The stage running now ([`stage::NONE`] when none).
-    pub(crate) fn stage(&self, mut store: impl AsContextMut) -> i32 {
-        self.global(&mut store, &self.stage)
-            .and_then(|g| g.get(&mut store).i32())
-            .unwrap_or(stage::NONE)
+    pub(crate) fn stage(&self, store: impl AsContextMut) -> i32 {
+        self.stage.get(store).i32().unwrap_or(stage::NONE)
     }
     /// Make the shim return after the running callback (1) or clear that (0).
-    pub(crate) fn set_bail(&self, mut store: impl AsContextMut, on: bool) {
-        if let Some(g) = self.global(&mut store, &self.bail) {
-            let _ = g.set(&mut store, Val::I32(on as i32));
-        }
+    pub(crate) fn set_bail(&self, store: impl AsContextMut, on: bool) {
+        let _ = self.bail.set(store, Val::I32(on as i32));
     }
-    fn global(&self, mut store: impl AsContextMut, e: &ModuleExport) -> Option<Global> {
-        match self.instance.get_module_export(&mut store, e) {
-            Some(Extern::Global(g)) => Some(g),
-            _ => None,
-        }
-    }
+}
+
+/// Whether the shim must be told to stop after stage `s`: not after the last callback of its
+/// batch (request headers in `open`, delete in `done`), after which it returns anyway. A
+/// local reply sent from the request headers (a 429) then costs no write of `bail` and no
+/// clearing of it.
+pub(crate) fn flag_needed(s: i32) -> bool {
+    s != stage::REQUEST_HEADERS && s != stage::DELETE
 }
 
 /// One VM's shim instance: its batch functions.
@@ -405,10 +404,13 @@ impl ShimModule {
         // `new_unchecked` is given (checked in debug builds above and by the unit test).
         let open = open.map(|f| unsafe { TypedFunc::new_unchecked(&*store, f) });
         let done = done.map(|f| unsafe { TypedFunc::new_unchecked(&*store, f) });
+        let mut global = |e: &ModuleExport| match instance.get_module_export(&mut *store, e) {
+            Some(Extern::Global(g)) => Some(g),
+            _ => None,
+        };
         let globals = Globals {
-            instance,
-            stage: self.stage,
-            bail: self.bail,
+            stage: global(&self.stage)?,
+            bail: global(&self.bail)?,
         };
         Some(Shim {
             open,
@@ -461,7 +463,9 @@ fn bail_slow(c: &mut Caller<'_, VmState>) {
     let s = g.stage(&mut *c);
     if s != stage::NONE {
         c.data_mut().call.bailed = s;
-        g.set_bail(&mut *c, true);
+        if flag_needed(s) {
+            g.set_bail(&mut *c, true);
+        }
     }
 }
 

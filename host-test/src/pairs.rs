@@ -148,8 +148,11 @@ impl Headers {
             if !same_bytes(kb, k) {
                 set_lowercase(kb, k);
             }
-            vb.clear();
-            vb.extend_from_slice(v);
+            // An equal value (a reply's status, type, length, policy as last time) stays.
+            if !same_bytes(vb, v) {
+                vb.clear();
+                vb.extend_from_slice(v);
+            }
         }
     }
     /// Keeps the first `n` entries; the others go to `pool` while it holds fewer than
@@ -166,6 +169,11 @@ impl Headers {
     /// that writing a map of the same shape again with [`Headers::set_pooled`] at positions
     /// 0, 1, ... finds each name already in place (a compare, no copy or lower-casing).
     pub(crate) fn reuse_in_order(&mut self, n: usize, pool: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        if self.0.is_empty() && pool.len() <= n {
+            // The whole pool, in order (the usual case after `Dir::reset`): swapped, not moved.
+            std::mem::swap(&mut self.0, pool);
+            return;
+        }
         pool.append(&mut self.0);
         let from = pool.len().saturating_sub(n);
         self.0.extend(pool.drain(from..));

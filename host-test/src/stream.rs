@@ -307,6 +307,13 @@ pub(crate) struct HttpStream {
     /// The slot's previous local reply once nothing else holds it: the next one is built in
     /// its buffers (a filter answering 429 to every request allocates nothing per reply).
     pub(crate) spare_reply: Option<Arc<LocalReply>>,
+    /// The headers a plugin gave `proxy_send_local_response`, until the reply is applied
+    /// (the reply record then holds the headers as sent downstream). Kept apart from the
+    /// record so that each keeps one order from reply to reply and is rewritten in place.
+    pub(crate) reply_asked: Headers,
+    /// The serialized form `reply_asked` was parsed from; empty (then never compared) when
+    /// it was longer than `abi::stream::REPLY_RAW_KEPT` or did not parse.
+    pub(crate) reply_asked_raw: Vec<u8>,
     /// Header entries the slot's reply maps did not need, for the next ones (at most
     /// `pairs::KEPT_ENTRIES`).
     pub(crate) reply_pool: Vec<(Vec<u8>, Vec<u8>)>,

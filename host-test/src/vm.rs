@@ -501,7 +501,7 @@ impl Vm {
     #[inline]
     pub(crate) fn take_bail(&mut self) -> i32 {
         let bailed = std::mem::replace(&mut self.store.data_mut().call.bailed, 0);
-        if bailed != 0 {
+        if bailed != 0 && batch::flag_needed(bailed) {
             if let Some(g) = self.store.data().batch_globals {
                 g.set_bail(&mut self.store, false);
             }

@@ -24,6 +24,9 @@ use crate::trap::TrapReport;
 use crate::vm::{CallCtx, CallKind, Trapped, Vm};
 use crate::worker_core::{Action, CalloutKind, Event, WorkerCore};
 
+/// Largest action queue capacity the worker keeps for reuse (a burst's larger one is dropped).
+const ACTIONS_KEPT: usize = 64;
+
 /// How many completed streams stay readable through `Worker::stream` before their slots are
 /// reused.
 pub const COMPLETED_KEPT: usize = 1024;
@@ -76,6 +79,8 @@ pub struct Worker {
     rx: Receiver<Inbox>,
     completed: VecDeque<StreamId>,
     ctx_scratch: Vec<PluginCtx>,
+    /// The action queue's other half (`run_actions_slow` swaps them), kept while small.
+    actions_spare: Vec<Action>,
     /// Inbox messages taken out by `next_due` (handled first by the next `drain_inbox`).
     stash: VecDeque<Inbox>,
     /// SplitMix64 state for the FailReload backoff jitter (seeded from the host seed).
@@ -161,6 +166,7 @@ impl Worker {
             rx,
             completed: VecDeque::new(),
             ctx_scratch: Vec::new(),
+            actions_spare: Vec::new(),
             stash: VecDeque::new(),
             rng,
             stream_times: chain.iter().any(|p| p.inner.reads_properties),
@@ -274,6 +280,7 @@ impl Worker {
                 _ => core.actions.push(Action::LocalReply {
                     slot,
                     reply: Arc::new(fail_reply(p)),
+                    asked: false,
                 }),
             }
         }
@@ -603,7 +610,6 @@ impl Worker {
     }
 
     fn move_body(d: &mut crate::stream::Dir, pos: usize) {
-        let data = std::mem::take(&mut d.buf[pos]);
         let eos = d.eos.take(pos);
         d.body_paused.set(pos, false);
         let (eos, trailers_here) = if d.trailers_added_at == Some(pos) {
@@ -612,11 +618,17 @@ impl Worker {
         } else {
             (eos, false)
         };
-        let moved = !data.is_empty() || eos;
+        let moved = !d.buf[pos].is_empty() || eos;
         if d.buf[pos + 1].is_empty() {
-            d.buf[pos + 1] = data;
+            // Swapped, not moved: `pos` gets the empty buffer back with its capacity (a
+            // local reply's body, written there on every 429, then allocates nothing).
+            d.buf.swap(pos, pos + 1);
         } else {
-            d.buf[pos + 1].extend_from_slice(&data);
+            let (here, next) = d.buf.split_at_mut(pos + 1);
+            if let (Some(from), Some(to)) = (here.last_mut(), next.first_mut()) {
+                to.extend_from_slice(from);
+                from.clear();
+            }
         }
         if eos {
             d.eos.set(pos + 1, true);
@@ -726,7 +738,7 @@ impl Worker {
             .stream(slot)
             .is_some_and(|s| s.local_reply_sent);
         if !already {
-            self.apply_local_reply(slot, Arc::new(fail_reply(p)));
+            self.apply_local_reply(slot, Arc::new(fail_reply(p)), false);
         }
         !already
     }
@@ -746,7 +758,7 @@ impl Worker {
         d.body_paused.set(pos, true);
         let buffered: usize = d.buf[..d.n].iter().map(Vec::len).sum();
         if buffered > limit && !s.tcp && !s.local_reply_sent {
-            self.apply_local_reply(slot, Arc::new(too_large_reply(response, p)));
+            self.apply_local_reply(slot, Arc::new(too_large_reply(response, p)), false);
         }
     }
 
@@ -782,7 +794,9 @@ impl Worker {
         }
     }
 
-    fn apply_local_reply(&mut self, slot: u32, reply: Arc<LocalReply>) {
+    /// Send `reply` downstream through the response callbacks (or directly when the response
+    /// had started); `asked`: its headers are the plugin's, in the slot's `reply_asked`.
+    fn apply_local_reply(&mut self, slot: u32, reply: Arc<LocalReply>, asked: bool) {
         let n = self.slots.len();
         let Some(s) = self.core().stream_mut(slot) else {
             return;
@@ -815,7 +829,12 @@ impl Worker {
         // Built in the direction's own map from its pooled entries (the reset moved the old
         // ones there): no allocation per header once the slot has seen a few streams.
         let crate::stream::Dir { headers, pool, .. } = &mut s.resp;
-        local_reply_headers(&reply, grpc_req, headers, pool);
+        let asked = if asked {
+            &s.reply_asked
+        } else {
+            &reply.headers
+        };
+        local_reply_headers(&reply, asked, grpc_req, headers, pool);
         s.resp.started = true;
         // Into the direction's own (reset, so empty) buffers: no allocation once they have
         // held a body of this size.
@@ -851,11 +870,7 @@ impl Worker {
                 ..
             } = s;
             if let Some(r) = local_reply.as_mut().map(Arc::make_mut) {
-                r.status = resp
-                    .headers
-                    .get(":status")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(r.status);
+                r.status = status_of(&resp.headers).unwrap_or(r.status);
                 // Into the reply's own buffers (the plugin's headers and body it held).
                 r.headers.copy_from_pooled(&resp.headers, reply_pool);
                 if let Some(body) = resp.buf.get(n) {
@@ -879,8 +894,11 @@ impl Worker {
             if self.core_ref().actions.is_empty() {
                 return;
             }
-            let actions = std::mem::take(&mut self.core().actions);
-            for a in actions {
+            // Swapped with the worker's spare list, not taken: the queue keeps a capacity
+            // (a reply per request allocated nothing then).
+            let mut actions = std::mem::take(&mut self.actions_spare);
+            std::mem::swap(&mut actions, &mut self.core().actions);
+            for a in actions.drain(..) {
                 if self.resumed.is_some() {
                     let slot = match &a {
                         Action::Continue { slot, .. }
@@ -904,8 +922,13 @@ impl Worker {
                             s.resp.aborted = true;
                         }
                     }
-                    Action::LocalReply { slot, reply, .. } => self.apply_local_reply(slot, reply),
+                    Action::LocalReply { slot, reply, asked } => {
+                        self.apply_local_reply(slot, reply, asked)
+                    }
                 }
+            }
+            if actions.capacity() <= ACTIONS_KEPT {
+                self.actions_spare = actions;
             }
         }
     }
@@ -1951,9 +1974,26 @@ fn fail_reply(plugin: usize) -> LocalReply {
     }
 }
 
-/// Fill `h` (empty) with the headers of local reply `r`, entries taken from `pool`.
+/// The `:status` of response headers `h`: usually their first entry (a local reply's is
+/// written first), else searched.
+fn status_of(h: &Headers) -> Option<u32> {
+    let v = match h.0.first() {
+        Some((k, v)) if k == b":status" => v.as_slice(),
+        _ => h.get_bytes(b":status")?,
+    };
+    match v {
+        [a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
+            Some(u32::from(a - b'0') * 100 + u32::from(b - b'0') * 10 + u32::from(c - b'0'))
+        }
+        _ => std::str::from_utf8(v).ok()?.parse().ok(),
+    }
+}
+
+/// Fill `h` (empty) with the headers of local reply `r`: `:status`, then `asked` (the
+/// plugin's, or a host-made reply's own), then what Envoy adds. Entries are taken from `pool`.
 fn local_reply_headers(
     r: &LocalReply,
+    asked: &Headers,
     grpc_req: bool,
     h: &mut Headers,
     pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
@@ -1961,7 +2001,7 @@ fn local_reply_headers(
     // Written at positions 0, 1, ... into the slot's previous response entries, in their
     // order: a reply of the same shape as the last (a filter refusing every request) finds
     // every name in place.
-    h.reuse_in_order(r.headers.len() + 2, pool);
+    h.reuse_in_order(asked.len() + 2, pool);
     let mut n = 0;
     let mut put = |h: &mut Headers, k: &[u8], v: &[u8]| {
         h.set_pooled(n, k, v, pool);
@@ -1981,20 +2021,26 @@ fn local_reply_headers(
     } else {
         put(h, b":status", decimal(u64::from(r.status), &mut digits));
     }
-    for (k, v) in &r.headers.0 {
-        if k != b":status" {
-            put(h, k, v);
+    // Noted while copying (names are lower-case on both sides), rather than searched after.
+    let (mut has_type, mut has_length) = (false, false);
+    for (k, v) in &asked.0 {
+        match k.as_slice() {
+            b":status" => continue,
+            b"content-type" => has_type = true,
+            b"content-length" => has_length = true,
+            _ => {}
         }
+        put(h, k, v);
     }
     // Only what was written stays (the rest goes back to the pool, the entry after the last
     // written first: usually the previous reply's `content-length`).
     h.shrink_pooled(n, pool);
     if !grpc_reply && !r.body.is_empty() {
-        if h.get_bytes(b"content-type").is_none() {
+        if !has_type {
             h.add_pooled(b"content-type", b"text/plain", pool);
         }
         // Envoy sets content-length, replacing any the plugin gave (rare: then `replace`).
-        if h.get_bytes(b"content-length").is_some() {
+        if has_length {
             h.replace(b"content-length", r.body.len().to_string().as_bytes());
         } else {
             let len = decimal(r.body.len() as u64, &mut digits);

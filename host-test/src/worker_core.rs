@@ -124,6 +124,9 @@ pub(crate) enum Action {
     LocalReply {
         slot: u32,
         reply: Arc<LocalReply>,
+        /// The headers are a plugin's, in the slot's `reply_asked` (a host-made reply has
+        /// them in `reply.headers`).
+        asked: bool,
     },
 }
 

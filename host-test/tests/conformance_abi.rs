@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use meshward_host::{
-    CalloutReply, Flow, GrpcCallRequest, GrpcReply, HttpCallRequest, HttpResponse, LogLevel,
-    MetricValue, StreamProps, VirtualClock, Worker,
+    CalloutReply, FailStrategy, Flow, GrpcCallRequest, GrpcReply, HttpCallRequest, HttpResponse,
+    LogLevel, MetricValue, PluginSpec, StreamProps, VirtualClock, Worker,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -452,6 +452,46 @@ fn local_reply_runs_through_own_response_callbacks_and_second_is_refused() {
 }
 
 #[test]
+fn a_host_reply_on_a_slot_keeps_nothing_of_a_plugin_reply_before_it() {
+    // The slot keeps the last plugin reply's headers for the next one; the host's own replies
+    // (fail-closed 503 here) are built from their own headers, never from those.
+    let (host, _) = host();
+    let trap = host
+        .load(
+            PluginSpec::new("trap", meshward_artifacts::TRAP)
+                .fail_strategy(FailStrategy::FailClosed),
+        )
+        .expect("loads");
+    let replier = host.load(conformance("lrr", "local_reply")).expect("loads");
+    let mut w = host.worker(&[trap, replier]).expect("worker");
+    let reply = |w: &mut Worker, trap: Option<&str>| {
+        let id = w.open_http_stream(StreamProps::new());
+        let mut req = get("/t");
+        req.extend(trap.map(|t| ("x-trap", t)));
+        let flow = w.request_headers(id, &req, true).unwrap();
+        w.complete(id).unwrap();
+        w.release(id);
+        match flow {
+            Flow::LocalReply(r) => r,
+            f => panic!("expected a local reply, got {f:?}"),
+        }
+    };
+    let first = reply(&mut w, None);
+    assert_eq!(
+        (first.status, first.headers.get("x-path")),
+        (403, Some("/t"))
+    );
+    let failed = reply(&mut w, Some("panic"));
+    assert_eq!(
+        (failed.status, failed.details.as_str()),
+        (503, "wasm_fail_stream")
+    );
+    assert_eq!(failed.headers.get("x-path"), None, "{failed:?}");
+    assert_eq!(failed.headers.get(":status"), Some("503"), "{failed:?}");
+    assert_eq!(host.traps().len(), 1, "{:?}", host.traps());
+}
+
+#[test]
 fn local_replies_on_a_reused_stream_slot_are_each_their_own() {
     // The host builds a reply in the buffers of the slot's previous one once nothing holds
     // that one any more: a reply the embedder still holds must not change, and a reused one
@@ -471,11 +511,18 @@ fn local_replies_on_a_reused_stream_slot_are_each_their_own() {
     };
     let long = reply(&mut w, "/a/much/longer/path/than/the/next");
     let mut kept = Vec::new();
+    // Repeats in a row too: the host recognises a reply's header bytes equal to the slot's
+    // last ones and keeps that map instead of parsing again; a different reply in between
+    // must be parsed, and the one after it again.
     for (path, held) in [
         ("/b", true),
         ("/c", false),
+        ("/c", false),
+        ("/limited", false),
         ("/limited", false),
         ("/d", false),
+        ("/limited", false),
+        ("/c", false),
     ] {
         let r = reply(&mut w, path);
         if path == "/limited" {

@@ -12,6 +12,9 @@ use crate::pairs;
 use crate::vm::VmState;
 use crate::worker_core::Action;
 
+/// Longest serialized local-reply header map a stream slot keeps to recognise the next one.
+pub(crate) const REPLY_RAW_KEPT: usize = 4096;
+
 fn continue_stream(st: &mut VmState, t: i32) -> i32 {
     let response = match t {
         0 => false,
@@ -88,23 +91,6 @@ pub(super) fn add(r: &mut Reg) {
             else {
                 return Ok(status::INVALID_MEMORY_ACCESS);
             };
-            // Built in the slot's spare reply when it has one (see `HttpStream::spare_reply`).
-            let (spare, mut pool) = match st
-                .call
-                .stream
-                .zip(st.core.as_deref_mut())
-                .and_then(|(slot, core)| core.stream_mut(slot))
-            {
-                Some(s) => (s.spare_reply.take(), std::mem::take(&mut s.reply_pool)),
-                None => (None, Vec::new()),
-            };
-            let mut reply = spare.unwrap_or_default();
-            let Some(r) = Arc::get_mut(&mut reply) else {
-                return Ok(status::INTERNAL_FAILURE);
-            };
-            if pairs::deserialize_into(hdrs, &mut r.headers, &mut pool).is_err() {
-                return Ok(status::BAD_ARGUMENT);
-            }
             let plugin = st.plugin_index;
             let Some(slot) = st.call.stream else {
                 return Ok(status::BAD_ARGUMENT);
@@ -124,23 +110,49 @@ pub(super) fn add(r: &mut Reg) {
                 );
                 return Ok(status::BAD_ARGUMENT);
             }
+            // The plugin's headers go to the slot's own map for them (`HttpStream::reply_asked`,
+            // the same shape reply after reply: nothing renamed or allocated); the reply record
+            // is the slot's spare one when it has one (see `HttpStream::spare_reply`).
+            // The same bytes as the slot's last reply (a filter refusing a burst): that map is
+            // still in `reply_asked`, nothing to parse.
+            if s.reply_asked_raw.is_empty() || hdrs != s.reply_asked_raw.as_slice() {
+                s.reply_asked_raw.clear();
+                if pairs::deserialize_into(hdrs, &mut s.reply_asked, &mut s.reply_pool).is_err() {
+                    return Ok(status::BAD_ARGUMENT);
+                }
+                if hdrs.len() <= REPLY_RAW_KEPT {
+                    s.reply_asked_raw.extend_from_slice(hdrs);
+                }
+            }
+            let mut reply = s.spare_reply.take().unwrap_or_default();
+            let Some(r) = Arc::get_mut(&mut reply) else {
+                return Ok(status::INTERNAL_FAILURE);
+            };
             s.local_reply_sent = true;
-            s.reply_pool = pool;
             r.status = code as u32;
             r.body.clear();
             r.body.extend_from_slice(body);
             r.details.clear();
-            r.details
-                .extend(String::from_utf8_lossy(details).chars().map(|ch| {
-                    if ch.is_whitespace() {
-                        '_'
-                    } else {
-                        ch
-                    }
-                }));
+            match std::str::from_utf8(details) {
+                // The usual details (ASCII, no whitespace) as they are, in one copy.
+                Ok(d) if d.bytes().all(|b| b.is_ascii_graphic()) => r.details.push_str(d),
+                _ => r
+                    .details
+                    .extend(String::from_utf8_lossy(details).chars().map(|ch| {
+                        if ch.is_whitespace() {
+                            '_'
+                        } else {
+                            ch
+                        }
+                    })),
+            }
             r.grpc_status = (0..=16).contains(&grpc).then_some(grpc);
             r.plugin = plugin;
-            core.actions.push(Action::LocalReply { slot, reply });
+            core.actions.push(Action::LocalReply {
+                slot,
+                reply,
+                asked: true,
+            });
             st.call.local_reply_sent = true;
             Ok(status::OK)
         },
