@@ -103,9 +103,21 @@ pub struct Kept {
     shared: Option<(usize, Arc<str>)>,
 }
 
-thread_local! {
-    /// The worker's spare buffer for [`Kept`] (one: streams at once beyond it allocate).
-    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+/// The worker's spare buffer for [`Kept`] (one: streams at once beyond it allocate): a plain
+/// static on single-threaded wasm (a `thread_local!` access there is a call at opt-level z),
+/// a thread-local elsewhere (native unit tests).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+fn with_spare<T>(f: impl FnOnce(&Cell<Vec<u8>>) -> T) -> T {
+    static SPARE: crate::filter::Global<Cell<Vec<u8>>> =
+        crate::filter::Global::new(Cell::new(Vec::new()));
+    SPARE.with(|spare| f(spare))
+}
+#[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+fn with_spare<T>(f: impl FnOnce(&Cell<Vec<u8>>) -> T) -> T {
+    thread_local! {
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+    SPARE.with(f)
 }
 
 impl Kept {
@@ -122,8 +134,9 @@ impl Kept {
         self.buf.clear();
         if self.buf.capacity() == 0 {
             // Exchanged, not replaced: the empty vector goes to the spare slot, so nothing is
-            // dropped here.
-            SPARE.with(|spare| spare.swap(Cell::from_mut(&mut self.buf)));
+            // dropped here (`Cell::replace`, two moves; `Cell::swap` checks the cells for
+            // overlap and swaps bytewise at opt-level z, ~110 instructions a call).
+            self.exchange_spare();
         }
         self.buf.reserve(bytes);
     }
@@ -140,7 +153,17 @@ impl Kept {
         self.shared = None;
         self.buf.clear();
         // Back to the spare slot in exchange for what it holds (usually an empty vector).
-        SPARE.with(|spare| spare.swap(Cell::from_mut(&mut self.buf)));
+        self.exchange_spare();
+    }
+
+    /// This one's buffer for the worker's spare one.
+    #[inline(always)]
+    fn exchange_spare(&mut self) {
+        let mine = std::mem::take(&mut self.buf);
+        let spare = with_spare(|spare| spare.replace(mine));
+        // What `take` left in `buf` is `Vec::new()`, which owns no memory: forgotten rather
+        // than dropped (a drop is a call at opt-level z).
+        std::mem::forget(std::mem::replace(&mut self.buf, spare));
     }
 
     /// Each kept field's name and value, in the order they were written.

@@ -24,10 +24,10 @@ impl<T> Global<T> {
         Self(UnsafeCell::new(value))
     }
 
-    /// Runs `f` on the state. Every `f` in this module is a table operation that calls
-    /// neither the host nor a filter and drops no context, so no other `with` on the same
-    /// state can start while it runs.
-    pub(super) fn with<U>(&self, f: impl FnOnce(&mut T) -> U) -> U {
+    /// Runs `f` on the state. Every `f` in this crate is a table operation or a move that
+    /// calls neither the host nor a filter and drops no context, so no other `with` on the
+    /// same state can start while it runs.
+    pub(crate) fn with<U>(&self, f: impl FnOnce(&mut T) -> U) -> U {
         // SAFETY: single-threaded (see the Sync impl), and not reentered (see above): this
         // is the only reference to the state while `f` runs.
         f(unsafe { &mut *self.0.get() })
