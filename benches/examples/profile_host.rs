@@ -3,6 +3,10 @@
 //! `compare [secs]`: floor vs host lifecycle and VM start for the no-op guest (the SDK one,
 //! built `wasm-speed`; `RAW=1` the raw-ABI one; `WASM_FILE=path` any module), and for each
 //! module in `ALSO=a.wasm:b.wasm` side by side in the same rounds.
+//! `ratelimit_compare [secs]`: the rate-limit benchmark's cases (filter allowed and limited,
+//! no-op guest, native decision) in interleaved short rounds over the same 1024 clients, with
+//! the per-round differences filter − no-op: a cross-check of the criterion figures that
+//! drift on a shared machine cannot skew (every case sees the same moments).
 //! `shared [secs]`: the guest-driven get + CAS set loop (`GUEST=sdk|conformance|raw`, default
 //! sdk; `RAW=1` = raw; `WASM_FILE=path` replaces that guest's module).
 //! `shared_compare [secs]`: native store, host side and every guest loop in interleaved rounds
@@ -256,6 +260,10 @@ fn main() {
             shared_compare(secs);
             return;
         }
+        "ratelimit_compare" => {
+            ratelimit_compare(secs);
+            return;
+        }
         other => panic!("unknown mode {other}"),
     }
     let el = start.elapsed();
@@ -503,4 +511,104 @@ fn lifecycle(
     black_box(w.response_headers(id, response, true).expect("response"));
     w.complete(id).expect("complete");
     w.release(id);
+}
+
+/// One request of the rate-limit benchmark from `peer`: the response when forwarded, nothing
+/// more after a local reply (as `benches/benches/ratelimit.rs`).
+fn rl_request(w: &mut Worker, peer: &str) -> u32 {
+    let id = w.open_http_stream(StreamProps::new().source_address(peer));
+    let status = match w.request_headers(id, REQUEST, true).expect("request") {
+        meshward_host::Flow::Continue => {
+            black_box(w.response_headers(id, RESPONSE, true).expect("response"));
+            200
+        }
+        meshward_host::Flow::LocalReply(r) => r.status,
+        f => panic!("unexpected {f:?}"),
+    };
+    w.complete(id).expect("complete");
+    w.release(id);
+    status
+}
+
+/// See the module doc (`ratelimit_compare`).
+fn ratelimit_compare(secs: f64) {
+    use meshward_benches::ratelimit::{policy_json, NativeFilter, SharedMap};
+    let host = Host::builder().build().expect("host");
+    let peers: Vec<String> = (0..1024u32)
+        .map(|i| format!("10.{}.{}.7:40000", i >> 8, i & 0xff))
+        .collect();
+    let filter = |rate: &str, burst: u32| {
+        let spec = PluginSpec::new("ratelimit", meshward_artifacts::RATELIMIT)
+            .root_id("ratelimit")
+            .plugin_config(policy_json(rate, burst, None));
+        host.worker(&[host.load(spec).expect("plugin")])
+            .expect("worker")
+    };
+    let mut allowed = filter("100000/s", 100_000);
+    let mut limited = filter("1/h", 1);
+    let noop_plugin = host
+        .load(PluginSpec::new("noop", meshward_artifacts::NOOP))
+        .expect("plugin");
+    let mut noop = host.worker(&[noop_plugin]).expect("worker");
+    let store = SharedMap::default();
+    let mut native =
+        NativeFilter::new(&policy_json("100000/s", 100_000, None), &store).expect("policy");
+    // Every client once first: the limited worker then refuses every request.
+    for p in &peers {
+        rl_request(&mut allowed, p);
+        rl_request(&mut limited, p);
+        rl_request(&mut noop, p);
+        native.decide(p, REQUEST);
+    }
+    assert_eq!(rl_request(&mut limited, &peers[0]), 429);
+    const ROUND: usize = 256;
+    let mut t: [Vec<f64>; 4] = Default::default();
+    let (mut d_allowed, mut d_limited) = (Vec::new(), Vec::new());
+    let mut at = 0usize;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        let round = |f: &mut dyn FnMut(&str)| {
+            let r = Instant::now();
+            for p in peers.iter().cycle().skip(at).take(ROUND) {
+                f(p);
+            }
+            r.elapsed().as_nanos() as f64 / ROUND as f64
+        };
+        let a = round(&mut |p| {
+            black_box(rl_request(&mut allowed, p));
+        });
+        let l = round(&mut |p| {
+            black_box(rl_request(&mut limited, p));
+        });
+        let n = round(&mut |p| {
+            black_box(rl_request(&mut noop, p));
+        });
+        let v = round(&mut |p| {
+            black_box(native.decide(p, REQUEST));
+        });
+        for (slot, x) in t.iter_mut().zip([a, l, n, v]) {
+            slot.push(x);
+        }
+        d_allowed.push(a - n);
+        d_limited.push(l - n);
+        at = (at + ROUND) % peers.len();
+        drop(host.take_logs());
+    }
+    assert!(host.traps().is_empty(), "{:?}", host.traps());
+    let print = |name: &str, v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name:26} median {:7.1} ns  p10 {:7.1} ns  ({} rounds of {ROUND})",
+            v[v.len() / 2],
+            v[v.len() / 10],
+            v.len()
+        );
+    };
+    let [a, l, n, v] = &mut t;
+    print("host ratelimit allowed", a);
+    print("host ratelimit limited", l);
+    print("host noop", n);
+    print("native allowed", v);
+    print("allowed - noop (per round)", &mut d_allowed);
+    print("limited - noop (per round)", &mut d_limited);
 }
