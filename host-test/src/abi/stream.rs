@@ -111,10 +111,10 @@ pub(super) fn add(r: &mut Reg) {
                 return Ok(status::BAD_ARGUMENT);
             }
             // The plugin's headers go to the slot's own map for them (`HttpStream::reply_asked`,
-            // the same shape reply after reply: nothing renamed or allocated); the reply record
-            // is the slot's spare one when it has one (see `HttpStream::spare_reply`).
-            // The same bytes as the slot's last reply (a filter refusing a burst): that map is
-            // still in `reply_asked`, nothing to parse.
+            // the same shape reply after reply: nothing renamed or allocated), and are not
+            // parsed again when their bytes are the slot's last reply's (a filter refusing a
+            // burst). The reply record is the slot's spare one when it has one (see
+            // `HttpStream::spare_reply`).
             if s.reply_asked_raw.is_empty() || hdrs != s.reply_asked_raw.as_slice() {
                 s.reply_asked_raw.clear();
                 if pairs::deserialize_into(hdrs, &mut s.reply_asked, &mut s.reply_pool).is_err() {
