@@ -296,20 +296,8 @@ fn evaluate_many<C: AsRef<Check>>(
                     };
                 }
             }
-            Verdict::Reject { retry_after_ns, .. } => {
-                if let Some(s) = states.get_mut(i) {
-                    *s = RuleState {
-                        remaining: 0,
-                        reset_ns: retry_after_ns,
-                    };
-                }
-                // Fill in the others' current numbers for the headers.
-                return Outcome::Reject {
-                    rule: i,
-                    retry_after_ns,
-                    states,
-                };
-            }
+            // The others' numbers so far stay, for the headers.
+            Verdict::Reject { retry_after_ns, .. } => return refused(states, i, retry_after_ns),
         }
         let loaded = rec.zip(ver).map(|rv| (rv, verdict));
         if i == 0 {
@@ -337,17 +325,7 @@ fn evaluate_many<C: AsRef<Check>>(
             }
             Commit::Rejected(retry_after_ns) => {
                 undo(store, checks, &taken, now, retries);
-                if let Some(s) = states.get_mut(i) {
-                    *s = RuleState {
-                        remaining: 0,
-                        reset_ns: retry_after_ns,
-                    };
-                }
-                return Outcome::Reject {
-                    rule: i,
-                    retry_after_ns,
-                    states,
-                };
+                return refused(states, i, retry_after_ns);
             }
             Commit::Failed(error) => {
                 undo(store, checks, &taken, now, retries);
@@ -359,6 +337,22 @@ fn evaluate_many<C: AsRef<Check>>(
         delay_ns,
         states,
         taken,
+    }
+}
+
+/// The refusal by check `rule` of several: its numbers say nothing is left until it would
+/// pass; the other checks' numbers in `states` are kept for the headers.
+fn refused(mut states: PerRule<RuleState>, rule: usize, retry_after_ns: u64) -> Outcome {
+    if let Some(s) = states.get_mut(rule) {
+        *s = RuleState {
+            remaining: 0,
+            reset_ns: retry_after_ns,
+        };
+    }
+    Outcome::Reject {
+        rule,
+        retry_after_ns,
+        states,
     }
 }
 
