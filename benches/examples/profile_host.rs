@@ -341,16 +341,7 @@ fn compare(modules: &[(String, Vec<u8>)], secs: f64) {
         "host vm_start",
         "host no headers",
     ];
-    let print = |n: &str, v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        println!(
-            "{n:16} median {:9.1} ns  p10 {:9.1} ns  min {:9.1} ns  ({} rounds)",
-            v[v.len() / 2],
-            v[v.len() / 10],
-            v[0],
-            v.len()
-        );
-    };
+    let print = |n: &str, v: &mut Vec<f64>| print_rounds(n, 16, v);
     for ((module, _), (_, _, _, t)) in modules.iter().zip(&mut each) {
         if modules.len() > 1 {
             println!("{module}:");
@@ -477,14 +468,7 @@ fn shared_compare(secs: f64) {
         .into_iter()
         .chain(loops.into_iter().map(|(n, _)| n));
     for (n, v) in names.zip(t.iter_mut()) {
-        v.sort_by(f64::total_cmp);
-        println!(
-            "{n:44} median {:7.1} ns  p10 {:7.1} ns  min {:7.1} ns  ({} rounds)",
-            v[v.len() / 2],
-            v[v.len() / 10],
-            v[0],
-            v.len()
-        );
+        print_rounds(&n, 44, v);
     }
 }
 
@@ -595,15 +579,8 @@ fn ratelimit_compare(secs: f64) {
         drop(host.take_logs());
     }
     assert!(host.traps().is_empty(), "{:?}", host.traps());
-    let print = |name: &str, v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        println!(
-            "{name:26} median {:7.1} ns  p10 {:7.1} ns  ({} rounds of {ROUND})",
-            v[v.len() / 2],
-            v[v.len() / 10],
-            v.len()
-        );
-    };
+    println!("rounds of {ROUND} requests:");
+    let print = |name: &str, v: &mut Vec<f64>| print_rounds(name, 26, v);
     let [a, l, n, v] = &mut t;
     print("host ratelimit allowed", a);
     print("host ratelimit limited", l);
@@ -611,4 +588,17 @@ fn ratelimit_compare(secs: f64) {
     print("native allowed", v);
     print("allowed - noop (per round)", &mut d_allowed);
     print("limited - noop (per round)", &mut d_limited);
+}
+
+/// One line for per-round means `v` (sorted here): median, 10th percentile, minimum, count.
+fn print_rounds(name: &str, width: usize, v: &mut [f64]) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: usize| v.get(v.len() * q / 100).copied().unwrap_or(f64::NAN);
+    println!(
+        "{name:width$} median {:9.1} ns  p10 {:9.1} ns  min {:9.1} ns  ({} rounds)",
+        at(50),
+        at(10),
+        at(0),
+        v.len()
+    );
 }
