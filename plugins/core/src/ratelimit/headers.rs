@@ -46,12 +46,20 @@ pub fn quota_window(rate: Rate) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
-/// `n`'s decimal digits, written at the end of `buf` (what `format!("{n}")` gives), in 32-bit
-/// arithmetic once `n` fits: Wasm has no 64-bit multiply-high, so a 64-bit division by ten
-/// stays a division, where a 32-bit one becomes a multiply.
+/// `n`'s decimal digits, written at the end of `buf` (what `format!("{n}")` gives).
 #[inline(always)]
 pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
+    let start = digits_before(buf, 20, n);
+    buf.get(start..).unwrap_or(&[])
+}
+
+/// Writes `n`'s decimal digits into `buf` so that they end at `end` and returns where they
+/// start (digits with no room left of them are dropped: callers leave 20 bytes, `u64::MAX`'s
+/// length). In 32-bit arithmetic once `n` fits: Wasm has no 64-bit multiply-high, so a 64-bit
+/// division by ten stays a division, where a 32-bit one becomes a multiply.
+#[inline(always)]
+fn digits_before(buf: &mut [u8], end: usize, n: u64) -> usize {
+    let mut i = end;
     let mut big = n;
     while big > u64::from(u32::MAX) {
         i = i.saturating_sub(1);
@@ -73,7 +81,36 @@ pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
             break;
         }
     }
-    buf.get(i..).unwrap_or(&[])
+    i
+}
+
+/// Bytes [`put_ratelimit_item`] puts an item together in.
+const ITEM_ROOM: usize = 96;
+
+/// Appends one `RateLimit` item: `head` (`"name";r=`, see [`put_ratelimit_head`]), then
+/// `remaining`, `;t=` and `reset_s`. Put together right to left in a stack buffer and
+/// appended with one copy: at `opt-level = "z"` each `extend_from_slice` is a chain of three
+/// calls and a `memory.copy` (~200 instructions), four of them per item before. A head too
+/// long for the buffer (a rule name of over 50 bytes) is appended on its own.
+pub fn put_ratelimit_item(out: &mut Vec<u8>, head: &[u8], remaining: u64, reset_s: u64) {
+    let mut buf = [0u8; ITEM_ROOM];
+    let mut i = digits_before(&mut buf, ITEM_ROOM, reset_s);
+    for &b in b";t=".iter().rev() {
+        i = i.saturating_sub(1);
+        if let Some(d) = buf.get_mut(i) {
+            *d = b;
+        }
+    }
+    i = digits_before(&mut buf, i, remaining);
+    let start = i.saturating_sub(head.len());
+    match buf.get_mut(start..i) {
+        Some(room) if room.len() == head.len() => {
+            room.copy_from_slice(head);
+            i = start;
+        }
+        _ => out.extend_from_slice(head),
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or(&[]));
 }
 
 /// Appends `n` in decimal (what `write!(out, "{n}")` writes), digits copied at once.
@@ -364,6 +401,37 @@ mod tests {
         ns.extend([u64::MAX, u64::MAX - 1, 1 << 63, 4_294_967_295]);
         for n in ns {
             assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes(), "{n}");
+        }
+    }
+
+    #[test]
+    fn an_item_put_together_at_once_is_the_field_item() {
+        // Names short enough for the stack buffer and too long for it, numbers of every length.
+        let names: Vec<String> = [1, 10, 49, 50, 51, 52, 53, 54, 80, 200]
+            .iter()
+            .map(|&n| "n".repeat(n))
+            .collect();
+        for name in &names {
+            let mut head = Vec::new();
+            put_ratelimit_head(&mut head, name);
+            for (remaining, reset_s) in [(0, 0), (7, 1), (99_999, 60), (u64::MAX, u64::MAX)] {
+                let item = Item {
+                    name,
+                    rate: "1/s".parse().expect("rate"),
+                    remaining,
+                    reset_s,
+                };
+                let mut want = b"x, ".to_vec();
+                put_ratelimit_field(&mut want, &[item]);
+                let mut got = b"x, ".to_vec();
+                put_ratelimit_item(&mut got, &head, remaining, reset_s);
+                assert_eq!(
+                    String::from_utf8(got).expect("ascii"),
+                    String::from_utf8(want).expect("ascii"),
+                    "{} {remaining} {reset_s}",
+                    name.len()
+                );
+            }
         }
     }
 

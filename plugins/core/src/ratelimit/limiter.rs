@@ -433,13 +433,15 @@ impl Limiter {
                 if n > 0 {
                     v.extend_from_slice(b", ");
                 }
+                let reset_s = headers::ceil_secs(s.reset_ns);
                 match compiled.and_then(|c| c.rules.get(r.index)) {
-                    Some(c) => v.extend_from_slice(&c.head),
-                    None => headers::put_ratelimit_head(v, &r.name),
+                    Some(c) => headers::put_ratelimit_item(v, &c.head, s.remaining, reset_s),
+                    None => {
+                        let mut head = Vec::new();
+                        headers::put_ratelimit_head(&mut head, &r.name);
+                        headers::put_ratelimit_item(v, &head, s.remaining, reset_s);
+                    }
                 }
-                headers::put_u64(v, s.remaining);
-                v.extend_from_slice(b";t=");
-                headers::put_u64(v, headers::ceil_secs(s.reset_ns));
             }
         });
         if style == HeaderStyle::IetfAndLegacy {
