@@ -154,6 +154,13 @@ pub(crate) fn get(st: &VmState, path: &[u8], out: &mut Vec<u8>) -> i32 {
     if let Some(v) = st.host.properties.get(path) {
         return bytes(out, v);
     }
+    // The one a rate limiter reads on every request, before the segment split and the
+    // attribute table's string compares (the same answer as its arm in `stream_attr`).
+    if path == b"source\0address" {
+        if let Some(a) = stream.and_then(|s| s.props.source.as_deref()) {
+            return bytes(out, a.as_bytes());
+        }
+    }
     // The segments on the stack: every path known here has at most 3, so a longer one is
     // looked up as no segments at all (it matches nothing either way).
     let mut seg_buf: [&[u8]; 4] = [&[]; 4];
