@@ -749,7 +749,7 @@ fn needed_headers(policy: &Policy, settings: &RateLimitSettings) -> Vec<String> 
 
 /// Appends `n` in decimal (as `format!("{n}")` would).
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(headers::decimal(n, &mut [0; 20]));
+    headers::append(out, headers::decimal(n, &mut [0; 20]));
 }
 
 /// Algorithm numbers of `rule` at `rate`.
