@@ -182,6 +182,10 @@ struct CompiledRule {
     /// The rule's `RateLimit` item up to its `r` value, `"name";r=`: the name quoted once
     /// (see [`Limiter::put_response_fields`]).
     head: Vec<u8>,
+    /// The rule's rate and algorithm numbers for each tier, in the limiter's tier order (one
+    /// entry without tiers): worked out once (a rate's interval is a 64-bit division, and a
+    /// tier's rate a lookup by name), not per request.
+    by_tier: Vec<(Rate, Params)>,
 }
 
 /// The compiled policy.
@@ -380,6 +384,18 @@ impl Limiter {
                                 headers::put_ratelimit_head(&mut head, &rule.name);
                                 head
                             },
+                            // Index `i` is tier `tiers[i]`; without tiers, the one entry
+                            // is the rule's own rate.
+                            by_tier: (0..tiers.len().max(1))
+                                .map(|i| {
+                                    let rate = tiers
+                                        .get(i)
+                                        .and_then(|t| rule.tiers.get(t))
+                                        .copied()
+                                        .unwrap_or(rule.rate);
+                                    (rate, params(rule, rate))
+                                })
+                                .collect(),
                         })
                         .collect(),
                 }
@@ -572,11 +588,10 @@ impl Limiter {
             let (Some(rule), Some(c)) = (rl.rules.get(i), compiled.rules.get(i)) else {
                 continue;
             };
-            let rate = tier
-                .as_deref()
-                .and_then(|t| rule.tiers.get(t))
-                .copied()
-                .unwrap_or(rule.rate);
+            // (Every tier index has its entry: `by_tier` is made from the same tier list.)
+            let Some(&(rate, check_params)) = c.by_tier.get(tier_index.unwrap_or(0)) else {
+                continue;
+            };
             let mut h = c.seed;
             for part in &rule.key {
                 let bytes = match part {
@@ -614,7 +629,6 @@ impl Limiter {
                 }
                 d
             });
-            let check_params = params(rule, rate);
             let cost = u64::from(rule.cost.unwrap_or(1));
             // Written over the rule of the last plan at this position, if any: its
             // slot-key buffer is reused, and its name kept when it is the same rule (the
