@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// proxy_metric_type_t.
@@ -80,8 +80,14 @@ pub(crate) enum MetricError {
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     inner: Arc<RwLock<Registry>>,
-    ops: Arc<AtomicU64>,
 }
+
+/// One VM's handles to the metrics it incremented, by index (the registry only ever appends,
+/// so a handle found once stays the metric of its id): an increment then takes no lock and
+/// clones no `Arc`, one atomic add as in Envoy, where the registry's read lock and a handle's
+/// reference count were five more. Holds at most one entry per metric of the registry.
+#[derive(Debug, Default)]
+pub(crate) struct MetricCache(Vec<Option<Arc<Metric>>>);
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -127,9 +133,29 @@ impl Metrics {
         Ok(id)
     }
     /// `proxy_increment_metric`: counters refuse negative deltas, histograms refuse increments.
-    pub(crate) fn increment(&self, id: u32, delta: i64) -> Result<(), MetricError> {
-        let m = self.by_id(id).ok_or(MetricError::NotFound)?;
-        self.ops.fetch_add(1, Ordering::Relaxed);
+    /// The metric's handle comes from `cache`, or from the registry into `cache`.
+    pub(crate) fn increment(
+        &self,
+        cache: &mut MetricCache,
+        id: u32,
+        delta: i64,
+    ) -> Result<(), MetricError> {
+        let i = (id >> 2) as usize;
+        let m = match cache.0.get(i) {
+            Some(Some(m)) if make_id(i, m.kind) == id => m,
+            _ => {
+                let m = self.by_id(id).ok_or(MetricError::NotFound)?;
+                // `i` is an index of the registry (`by_id` found it): the cache stays no
+                // longer than the registry.
+                if cache.0.len() <= i {
+                    cache.0.resize(i + 1, None);
+                }
+                match cache.0.get_mut(i) {
+                    Some(slot) => &*slot.insert(m),
+                    None => return Err(MetricError::NotFound),
+                }
+            }
+        };
         match m.kind {
             MetricKind::Counter if delta < 0 => Err(MetricError::BadArgument),
             MetricKind::Counter | MetricKind::Gauge => {
@@ -274,16 +300,17 @@ mod tests {
     #[test]
     fn abi_rules() {
         let m = Metrics::new();
+        let mut k = MetricCache::default();
         let c = m.define(0, "reqs").unwrap();
         assert_eq!(m.define(0, "reqs"), Ok(c), "same name, same id");
         assert_eq!(m.define(7, "x"), Err(MetricError::BadArgument));
-        m.increment(c, 3).unwrap();
-        assert_eq!(m.increment(c, -1), Err(MetricError::BadArgument));
+        m.increment(&mut k, c, 3).unwrap();
+        assert_eq!(m.increment(&mut k, c, -1), Err(MetricError::BadArgument));
         m.record(c, 2).unwrap();
         assert_eq!(m.get_by_id(c), Ok(5));
         let g = m.define(1, "inflight").unwrap();
-        m.increment(g, 2).unwrap();
-        m.increment(g, -5).unwrap();
+        m.increment(&mut k, g, 2).unwrap();
+        m.increment(&mut k, g, -5).unwrap();
         assert_eq!(m.get("inflight"), Some(MetricValue::Gauge(-3)));
         m.record(g, 7).unwrap();
         assert_eq!(m.get_by_id(g), Ok(7));
@@ -291,20 +318,28 @@ mod tests {
         m.record(h, 3).unwrap();
         m.record(h, 100_000_000).unwrap();
         assert_eq!(m.get_by_id(h), Err(MetricError::BadArgument));
-        assert_eq!(m.increment(h, 1), Err(MetricError::BadArgument));
+        assert_eq!(m.increment(&mut k, h, 1), Err(MetricError::BadArgument));
         assert_eq!(m.get_by_id(12345), Err(MetricError::NotFound));
         assert_eq!(
             m.get_by_id(c ^ 1),
             Err(MetricError::NotFound),
             "kind bits checked"
         );
+        // The cache holds `c`'s handle now: an id with the same index but other kind bits is
+        // still no metric, and another VM's cache adds to the same value.
+        assert_eq!(m.increment(&mut k, c ^ 1, 1), Err(MetricError::NotFound));
+        assert_eq!(m.increment(&mut k, 12345, 1), Err(MetricError::NotFound));
+        let mut other = MetricCache::default();
+        m.increment(&mut other, c, 10).unwrap();
+        m.increment(&mut k, c, 1).unwrap();
+        assert_eq!(m.get_by_id(c), Ok(16));
     }
 
     #[test]
     fn prometheus_text_is_envoy_custom_namespace_form() {
         let m = Metrics::new();
         let c = m.define(0, "meshward.rl.allowed").unwrap();
-        m.increment(c, 4).unwrap();
+        m.increment(&mut MetricCache::default(), c, 4).unwrap();
         let h = m.define(2, "lat").unwrap();
         m.record(h, 3).unwrap();
         let text = m.prometheus_text();

@@ -130,6 +130,8 @@ pub(crate) struct VmState {
     /// Log lines captured for a LoadError (configuration check VM and start-up).
     pub(crate) startup_logs: Option<Vec<String>>,
     pub(crate) scratch: Vec<u8>,
+    /// Handles of the metrics this VM incremented (no registry lock per increment).
+    pub(crate) metric_cache: crate::metrics::MetricCache,
     /// The batch shim's globals (None: the VM runs unbatched).
     pub(crate) batch_globals: Option<Globals>,
     /// Frozen time per callback is not used: reads go to the clock.
@@ -218,6 +220,7 @@ impl Vm {
             root_props: HashMap::new(),
             startup_logs: Some(Vec::new()),
             scratch: Vec::new(),
+            metric_cache: Default::default(),
             batch_globals: None,
             abi_010: plugin.abi_010,
         };

@@ -44,7 +44,14 @@ pub(super) fn add(r: &mut Reg) {
     r.func(
         "env",
         "proxy_increment_metric",
-        |c: C<'_>, id: i32, d: i64| -> R { Ok(st(c.data().host.metrics.increment(id as u32, d))) },
+        |mut c: C<'_>, id: i32, d: i64| -> R {
+            let s = c.data_mut();
+            Ok(st(s.host.metrics.increment(
+                &mut s.metric_cache,
+                id as u32,
+                d,
+            )))
+        },
     );
     r.func(
         "env",
