@@ -65,8 +65,8 @@ pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// Writes `n`'s decimal digits into `buf` so that they end at `end` and returns where they
 /// start (digits with no room left of them are dropped: callers leave 20 bytes, `u64::MAX`'s
-/// length). In 32-bit arithmetic once `n` fits: Wasm has no 64-bit multiply-high, so a 64-bit
-/// division by ten stays a division, where a 32-bit one becomes a multiply.
+/// length). In 32-bit arithmetic once `n` fits, where a tenth is a multiply and a shift
+/// ([`div10`]); Wasm has no 64-bit multiply-high, so above `u32::MAX` it stays a division.
 #[inline(always)]
 fn digits_before(buf: &mut [u8], end: usize, n: u64) -> usize {
     let mut i = end;
@@ -434,9 +434,10 @@ mod tests {
     }
 
     #[test]
-    fn the_multiply_for_a_tenth_divides_every_u32_exactly() {
-        // Every u32 around each multiple of ten's boundaries and a dense sweep; the proof is
-        // the standard one for this reciprocal, this checks the constant and the shift.
+    fn the_multiply_for_a_tenth_divides_as_a_division_does() {
+        // A sweep over the whole u32 range, its top, and both sides of every power of ten
+        // (the proof that the reciprocal is exact for every u32 is the standard one; this
+        // checks the constant and the shift).
         let mut m: u64 = 0;
         while m <= u64::from(u32::MAX) {
             let v = m as u32;
