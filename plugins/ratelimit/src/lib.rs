@@ -37,7 +37,14 @@ use queue::{DelayQueue, Due, Held};
 #[global_allocator]
 static ALLOC: meshward_kit::alloc::CachingAlloc = meshward_kit::alloc::CachingAlloc::new();
 
-meshward_kit::filter!(Root);
+// The decision is made on the request headers and its fields are added to the response
+// headers; bodies, trailers and the access-log pass are never looked at, so those callbacks
+// are not exported (Envoy then calls nothing for them: no VM entry per body chunk).
+meshward_kit::filter!(
+    Root,
+    meshward_kit::filter::LevelFilter::Debug,
+    [request_headers, response_headers]
+);
 
 thread_local! {
     /// The plan every request of this worker is planned into, so its rule vector and slot

@@ -429,6 +429,42 @@ fn leaky_bucket_paces_and_rejects_beyond_the_deadline() {
 }
 
 #[test]
+fn a_paced_request_with_a_body_goes_upstream_whole_when_its_turn_comes() {
+    // The filter exports no body callbacks: a paced request's body waits with its headers
+    // (as Envoy holds it behind headers that stopped all iteration) and goes upstream whole.
+    let e = paced_env();
+    let mut w = e.host.worker(std::slice::from_ref(&e.plugin)).unwrap();
+    let hs = [(":method", "POST"), (":path", "/"), (":authority", "a")];
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = w.open_http_stream(meshward_host::StreamProps::new().source_address("10.0.0.1:1"));
+        w.request_headers(id, &hs, false).unwrap();
+        w.request_body(id, b"first half, ", false).unwrap();
+        w.request_body(id, b"second half", true).unwrap();
+        ids.push(id);
+    }
+    let first = w.stream(ids[0]).unwrap();
+    assert!(first.forwarded_upstream());
+    assert_eq!(first.request_body(), b"first half, second half");
+    assert!(
+        w.stream(ids[1]).unwrap().paused(),
+        "the second waits its turn"
+    );
+    w.advance(Duration::from_millis(110));
+    let second = w.stream(ids[1]).unwrap();
+    assert!(second.forwarded_upstream(), "released at +100ms");
+    assert_eq!(second.request_body(), b"first half, second half");
+    // The response and its body pass through too.
+    w.response_headers(ids[0], &[(":status", "200")], false)
+        .unwrap();
+    w.response_body(ids[0], b"ok", true).unwrap();
+    let first = w.stream(ids[0]).unwrap();
+    assert!(first.response_sent());
+    assert_eq!(first.response_body(), b"ok");
+    no_traps(&e.host);
+}
+
+#[test]
 fn a_full_pacing_queue_refuses_and_charges_nothing() {
     let e = env(policy(
         default_route(

@@ -5,12 +5,77 @@
 /// with `log` lines up to `$level` (default `Debug`) sent to the host. The worker's state is a
 /// static on single-threaded wasm; elsewhere (a filter's native unit tests, which never call
 /// the exports) a thread-local, so the same code compiles everywhere.
+///
+/// A third argument lists the stream callbacks to export, of `request_headers`,
+/// `request_body`, `request_trailers`, `response_headers`, `response_body`,
+/// `response_trailers` and `log` (without it, all of them). One left out is not called at all:
+/// Envoy skips a callback the module does not export, which answers as the default does
+/// (Continue), so a filter that never looks at bodies costs no entry into the VM per body
+/// chunk. Context creation, `proxy_on_done`, `proxy_on_delete` and the root callbacks are
+/// always exported.
 #[macro_export]
 macro_rules! filter {
+    (@stream request_headers) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_request_headers(id: u32, n: usize, end: u32) -> u32 {
+            worker(|w| kit::request_headers(w, id, n, end != 0))
+        }
+    };
+    (@stream request_body) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_request_body(id: u32, n: usize, end: u32) -> u32 {
+            worker(|w| kit::request_body(w, id, n, end != 0))
+        }
+    };
+    (@stream request_trailers) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_request_trailers(id: u32, n: usize) -> u32 {
+            worker(|w| kit::request_trailers(w, id, n))
+        }
+    };
+    (@stream response_headers) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_response_headers(id: u32, n: usize, end: u32) -> u32 {
+            worker(|w| kit::response_headers(w, id, n, end != 0))
+        }
+    };
+    (@stream response_body) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_response_body(id: u32, n: usize, end: u32) -> u32 {
+            worker(|w| kit::response_body(w, id, n, end != 0))
+        }
+    };
+    (@stream response_trailers) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_response_trailers(id: u32, n: usize) -> u32 {
+            worker(|w| kit::response_trailers(w, id, n))
+        }
+    };
+    (@stream log) => {
+        #[no_mangle]
+        pub extern "C" fn proxy_on_log(id: u32) {
+            worker(|w| kit::log(w, id))
+        }
+    };
     ($root:ty) => {
         $crate::filter!($root, $crate::filter::LevelFilter::Debug);
     };
     ($root:ty, $level:expr) => {
+        $crate::filter!(
+            $root,
+            $level,
+            [
+                request_headers,
+                request_body,
+                request_trailers,
+                response_headers,
+                response_body,
+                response_trailers,
+                log
+            ]
+        );
+    };
+    ($root:ty, $level:expr, [$($stream:ident),* $(,)?]) => {
         const _: () = {
             use $crate::filter as kit;
             type W = kit::Global<kit::Worker<$root>>;
@@ -59,34 +124,6 @@ macro_rules! filter {
                 worker(|w| kit::queue_ready(w, id, queue))
             }
             #[no_mangle]
-            pub extern "C" fn proxy_on_request_headers(id: u32, n: usize, end: u32) -> u32 {
-                worker(|w| kit::request_headers(w, id, n, end != 0))
-            }
-            #[no_mangle]
-            pub extern "C" fn proxy_on_request_body(id: u32, n: usize, end: u32) -> u32 {
-                worker(|w| kit::request_body(w, id, n, end != 0))
-            }
-            #[no_mangle]
-            pub extern "C" fn proxy_on_request_trailers(id: u32, n: usize) -> u32 {
-                worker(|w| kit::request_trailers(w, id, n))
-            }
-            #[no_mangle]
-            pub extern "C" fn proxy_on_response_headers(id: u32, n: usize, end: u32) -> u32 {
-                worker(|w| kit::response_headers(w, id, n, end != 0))
-            }
-            #[no_mangle]
-            pub extern "C" fn proxy_on_response_body(id: u32, n: usize, end: u32) -> u32 {
-                worker(|w| kit::response_body(w, id, n, end != 0))
-            }
-            #[no_mangle]
-            pub extern "C" fn proxy_on_response_trailers(id: u32, n: usize) -> u32 {
-                worker(|w| kit::response_trailers(w, id, n))
-            }
-            #[no_mangle]
-            pub extern "C" fn proxy_on_log(id: u32) {
-                worker(|w| kit::log(w, id))
-            }
-            #[no_mangle]
             pub extern "C" fn proxy_on_done(id: u32) -> bool {
                 worker(|w| kit::done(w, id))
             }
@@ -120,6 +157,7 @@ macro_rules! filter {
             pub extern "C" fn proxy_on_grpc_close(_root: u32, token: u32, status: u32) {
                 worker(|w| kit::grpc_answer(w, token, status, 0))
             }
+            $($crate::filter!(@stream $stream);)*
         };
     };
 }
