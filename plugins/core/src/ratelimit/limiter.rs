@@ -388,11 +388,7 @@ impl Limiter {
                             // is the rule's own rate.
                             by_tier: (0..tiers.len().max(1))
                                 .map(|i| {
-                                    let rate = tiers
-                                        .get(i)
-                                        .and_then(|t| rule.tiers.get(t))
-                                        .copied()
-                                        .unwrap_or(rule.rate);
+                                    let rate = tier_rate(rule, tiers.get(i).map(|t| &**t));
                                     (rate, params(rule, rate))
                                 })
                                 .collect(),
@@ -698,6 +694,13 @@ fn set_shared<T: ?Sized>(slot: &mut Arc<T>, value: &Arc<T>) {
     }
 }
 
+/// `rule`'s rate for the tier named `tier`: the one it sets for that tier, else its own.
+fn tier_rate(rule: &Rule, tier: Option<&str>) -> Rate {
+    tier.and_then(|t| rule.tiers.get(t))
+        .copied()
+        .unwrap_or(rule.rate)
+}
+
 /// A route's `RateLimit-Policy` value for each of `tiers` (the limiter's tier order), or one
 /// value when no tiers are configured.
 fn route_policy_fields(rules: &[Rule], tiers: &[Arc<str>]) -> Vec<Arc<str>> {
@@ -705,14 +708,11 @@ fn route_policy_fields(rules: &[Rule], tiers: &[Arc<str>]) -> Vec<Arc<str>> {
         let items: Vec<Item> = rules
             .iter()
             .filter(|r| !r.global && !r.shadow)
-            .map(|r| {
-                let rate = tier.and_then(|t| r.tiers.get(t)).copied().unwrap_or(r.rate);
-                Item {
-                    name: &r.name,
-                    rate,
-                    remaining: 0,
-                    reset_s: 0,
-                }
+            .map(|r| Item {
+                name: &r.name,
+                rate: tier_rate(r, tier),
+                remaining: 0,
+                reset_s: 0,
             })
             .collect();
         Arc::from(headers::policy_field(&items))
