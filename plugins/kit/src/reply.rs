@@ -4,6 +4,7 @@
 //! it is built ([`Pairs`]).
 
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use crate::abi;
@@ -94,7 +95,8 @@ impl meshward_core::ratelimit::headers::FieldSink for Pairs {
 /// free (given back once the fields are added), so a request usually allocates nothing.
 #[derive(Debug, Default)]
 pub struct Kept {
-    buf: Vec<u8>,
+    /// Dropped by hand (see the `Drop` impl): it is almost always empty by then.
+    buf: ManuallyDrop<Vec<u8>>,
     /// Each field's name and the end of its value in `buf` (the shared field's entry is
     /// a placeholder).
     ends: [(&'static str, usize); Kept::MAX],
@@ -138,7 +140,9 @@ impl Kept {
             // overlap and swaps bytewise at opt-level z, ~110 instructions a call).
             self.exchange_spare();
         }
-        self.buf.reserve(bytes);
+        if self.buf.capacity() < bytes {
+            self.buf.reserve(bytes);
+        }
     }
 
     /// Adds every kept field to the response (once: the fields are gone afterwards); a field
@@ -150,7 +154,11 @@ impl Kept {
             }
         });
         self.len = 0;
-        self.shared = None;
+        // Taken rather than assigned: only a field that was there is dropped (an assignment
+        // calls the drop glue of the old value, `None` or not, at opt-level z).
+        if let Some((_, field)) = self.shared.take() {
+            drop(field);
+        }
         self.buf.clear();
         // Back to the spare slot in exchange for what it holds (usually an empty vector).
         self.exchange_spare();
@@ -159,11 +167,11 @@ impl Kept {
     /// This one's buffer for the worker's spare one.
     #[inline(always)]
     fn exchange_spare(&mut self) {
-        let mine = std::mem::take(&mut self.buf);
+        let mine = std::mem::take(&mut *self.buf);
         let spare = with_spare(|spare| spare.replace(mine));
         // What `take` left in `buf` is `Vec::new()`, which owns no memory: forgotten rather
         // than dropped (a drop is a call at opt-level z).
-        std::mem::forget(std::mem::replace(&mut self.buf, spare));
+        std::mem::forget(std::mem::replace(&mut *self.buf, spare));
     }
 
     /// Each kept field's name and value, in the order they were written.
@@ -183,6 +191,17 @@ impl Kept {
     }
 }
 
+impl Drop for Kept {
+    fn drop(&mut self) {
+        // A stream's fields went out with its response, and its buffer back to the spare
+        // slot: `buf` owns no memory then, and its drop (a call at opt-level z) is skipped.
+        if self.buf.capacity() != 0 {
+            // SAFETY: `buf` is not used after this; `drop` runs once.
+            unsafe { ManuallyDrop::drop(&mut self.buf) };
+        }
+    }
+}
+
 impl meshward_core::ratelimit::headers::FieldSink for Kept {
     fn field(&mut self, name: &'static str, value: &mut dyn FnMut(&mut Vec<u8>)) {
         if let Some(slot) = self.ends.get_mut(self.len) {
@@ -197,7 +216,9 @@ impl meshward_core::ratelimit::headers::FieldSink for Kept {
         match (&self.shared, self.ends.get_mut(self.len)) {
             (None, Some(slot)) => {
                 *slot = (name, end);
-                self.shared = Some((self.len, Arc::clone(value)));
+                // `replace`, not an assignment: the old value is `None` in this arm, and an
+                // assignment would call its drop glue anyway (a call at opt-level z).
+                std::mem::forget(self.shared.replace((self.len, Arc::clone(value))));
                 self.len += 1;
             }
             _ => self.field(name, &mut |v| v.extend_from_slice(value.as_bytes())),

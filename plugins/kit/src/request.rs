@@ -5,12 +5,22 @@
 //! route, key or tier needs (a catch-all route never reads `:path`). Must not know the policy.
 
 use std::cell::OnceCell;
+use std::mem::ManuallyDrop;
 use std::net::IpAddr;
 
 use meshward_core::policy::RequestAttrs;
 use meshward_core::ratelimit::parse_addr_bytes;
 
 use crate::abi;
+
+impl Drop for RequestView<'_> {
+    fn drop(&mut self) {
+        if self.fetched.get().is_some() {
+            // SAFETY: `fetched` is not used after this; `drop` runs once.
+            unsafe { ManuallyDrop::drop(&mut self.fetched) };
+        }
+    }
+}
 
 /// The current request's attributes, fetched on first use (header names lower-case as Envoy
 /// gives them). Valid only while the request-headers callback runs.
@@ -19,8 +29,9 @@ pub struct RequestView<'n> {
     /// The readable headers (lower-case).
     names: &'n [String],
     /// What was fetched, made on the first read of anything (a request that reads nothing,
-    /// e.g. one on a catch-all route keyed by client address, has nothing here to drop).
-    fetched: OnceCell<Fetched>,
+    /// e.g. one on a catch-all route keyed by client address, has nothing here to drop, and
+    /// the `Drop` impl then skips the drop glue, a call at opt-level z).
+    fetched: ManuallyDrop<OnceCell<Fetched>>,
 }
 
 #[derive(Debug, Default)]
@@ -59,7 +70,7 @@ impl<'n> RequestView<'n> {
     pub fn new(names: &'n [String]) -> Self {
         Self {
             names,
-            fetched: OnceCell::new(),
+            fetched: ManuallyDrop::new(OnceCell::new()),
         }
     }
 

@@ -55,6 +55,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Clears all but the first `prefix` bits of `ip` (prefix is clamped to the family width).
+#[inline(always)]
 pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {

@@ -175,6 +175,7 @@ impl<T: Copy + Default> Default for PerRule<T> {
 
 impl<T: Copy + Default> std::ops::Deref for PerRule<T> {
     type Target = [T];
+    #[inline(always)]
     fn deref(&self) -> &[T] {
         match self.spilled() {
             Some(h) => h,

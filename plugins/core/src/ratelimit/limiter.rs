@@ -107,6 +107,7 @@ impl Plan {
     }
 
     /// How many fields [`Limiter::put_response_fields`] writes for this plan.
+    #[inline(always)]
     pub fn response_field_count(&self, style: HeaderStyle, states: &[RuleState]) -> usize {
         if self.local().is_empty() || states.is_empty() {
             return 0;
@@ -238,6 +239,7 @@ impl Hash64 {
     }
 
     /// The finished hash.
+    #[inline(always)]
     pub fn finish(self) -> u64 {
         let mut h = self.0;
         h ^= h >> 30;
