@@ -471,7 +471,12 @@ impl Limiter {
     pub fn client_ip(&self, peer: Option<IpAddr>, xff: Option<&str>) -> Option<IpAddr> {
         let ci = &self.settings.client_ip;
         if ci.source == IpSource::Peer || ci.trusted_hops == 0 {
-            return peer.map(canonical_ip);
+            // An IPv4 peer is canonical already: only IPv6 goes through the (out-of-line at
+            // opt-level z) map and check for an IPv4-mapped address.
+            return match peer {
+                Some(IpAddr::V6(v6)) => Some(canonical_ip(IpAddr::V6(v6))),
+                other => other,
+            };
         }
         let chosen = xff.and_then(|x| {
             let entries: Vec<&str> = x.split(',').collect();
