@@ -16,7 +16,7 @@ use std::process::Command;
 /// panic locations, so a clone at a longer path measures a few bytes more. README "Rate limiting" lists
 /// what the rest is made of. Lower it as the module shrinks; never raise it without saying
 /// why in the commit.
-const MAX_OPTIMIZED_BYTES: u64 = 149_500;
+const MAX_OPTIMIZED_BYTES: u64 = 148_500;
 
 /// Same flags as `meshward package`.
 const FLAGS: &[&str] = &["-Oz", "--strip-debug", "--strip-producers"];
