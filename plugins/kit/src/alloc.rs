@@ -3,18 +3,21 @@
 //! `WasmDynamicTalc`, which grows linear memory as needed), not `System`: wasi-libc's dlmalloc
 //! was ~1.7 KB more of module for the same job (measured with the size test's `wasm-opt -Oz`);
 //! dlmalloc is still linked, used only by libc itself (the environment std reads on the panic
-//! path), and both take whole pages with `memory.grow`, so they never share one. A filter's request path allocates and frees a dozen small
-//! vectors and strings per request (the SDK's header and property buffers, the host's calls
-//! into `proxy_on_memory_allocate`, the plan, the response fields), always of the same few
-//! sizes, so a free list hit is the common case.
+//! path), and both take whole pages with `memory.grow`, so they never share one.
+//!
+//! A filter's request path allocates and frees a dozen small vectors and strings per request
+//! (header and property buffers, the host's calls into `proxy_on_memory_allocate`, the plan,
+//! the response fields), always of the same few sizes, so a free list hit is the common case.
 //!
 //! Bounded: each of the six size classes (16 to 512 bytes) keeps at most [`MAX_CACHED`] free
 //! blocks, about 64 KB in all; everything else, and anything with an alignment above 8, goes
-//! to the system allocator unchanged. Single-threaded by construction: proxy-wasm VMs run one
+//! to the backing allocator unchanged. Single-threaded by construction: proxy-wasm VMs run one
 //! thread (wasm32-wasip1 has none to spawn), which is the only place this is `Sync`.
 //! Must not know anything about proxy-wasm.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::cell::UnsafeCell;
+use std::ptr;
 
 /// The backing allocator: talc on single-threaded wasm, the system allocator elsewhere
 /// (native unit tests).
@@ -22,8 +25,6 @@ use std::alloc::{GlobalAlloc, Layout};
 static BACKING: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
 static BACKING: std::alloc::System = std::alloc::System;
-use std::cell::UnsafeCell;
-use std::ptr;
 
 /// Block sizes of the classes, bytes.
 const CLASSES: [usize; 6] = [16, 32, 64, 128, 256, 512];
@@ -151,7 +152,8 @@ unsafe impl GlobalAlloc for CachingAlloc {
             return ptr::null_mut();
         };
         if class(layout).is_none() && class(new_layout).is_none() {
-            // SAFETY: allocated by the backing allocator with `layout` (see `alloc`); it may grow in place.
+            // SAFETY: allocated by the backing allocator with `layout` (see `alloc`); it may
+            // grow in place.
             return unsafe { BACKING.realloc(block, layout, new_size) };
         }
         // SAFETY: GlobalAlloc's contract: allocate, copy the smaller size, free the old block.
