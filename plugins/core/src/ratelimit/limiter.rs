@@ -278,6 +278,17 @@ pub fn parse_addr(s: &str) -> Option<IpAddr> {
     host_port.and_then(|(h, _)| h.parse::<IpAddr>().ok().map(canonical_ip))
 }
 
+/// `peer` with an IPv4-mapped IPv6 address made IPv4. An IPv4 peer is canonical already and
+/// is taken as it is: only IPv6 goes through the check (at opt-level z, `Option::map` and the
+/// check are two calls per request).
+#[inline(always)]
+fn canonical_peer(peer: Option<IpAddr>) -> Option<IpAddr> {
+    match peer {
+        Some(IpAddr::V6(v6)) => Some(canonical_ip(IpAddr::V6(v6))),
+        other => other,
+    }
+}
+
 /// [`parse_addr`] on raw bytes (a property value as the host gives it): the usual
 /// `a.b.c.d` / `a.b.c.d:port` is read straight from the bytes, anything else must be UTF-8
 /// and goes through [`parse_addr`] (the same result for every input; not UTF-8 is `None`).
@@ -487,19 +498,14 @@ impl Limiter {
     pub fn client_ip(&self, peer: Option<IpAddr>, xff: Option<&str>) -> Option<IpAddr> {
         let ci = &self.settings.client_ip;
         if ci.source == IpSource::Peer || ci.trusted_hops == 0 {
-            // An IPv4 peer is canonical already: only IPv6 goes through the (out-of-line at
-            // opt-level z) map and check for an IPv4-mapped address.
-            return match peer {
-                Some(IpAddr::V6(v6)) => Some(canonical_ip(IpAddr::V6(v6))),
-                other => other,
-            };
+            return canonical_peer(peer);
         }
         let chosen = xff.and_then(|x| {
             let entries: Vec<&str> = x.split(',').collect();
             let idx = entries.len().checked_sub(usize::from(ci.trusted_hops))?;
             entries.get(idx).and_then(|e| parse_addr(e))
         });
-        chosen.or(peer.map(canonical_ip))
+        chosen.or_else(|| canonical_peer(peer))
     }
 
     /// True when [`Limiter::client_ip`] reads X-Forwarded-For (a filter need not fetch the
